@@ -1,0 +1,178 @@
+"""``scopegate``: serve, migrate, and create users, organizations, projects and tokens.
+
+Commands that create a credential print its secret exactly once, on stdout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy.orm import Session
+
+from scopegate.core import scopes as registry
+from scopegate.services import credentials, directory, issues
+from scopegate.services.errors import ServiceError
+from scopegate.settings import Settings, get_settings
+from scopegate.store.db import make_engine, make_sessionmaker
+from scopegate.store.migrate import upgrade
+
+app = typer.Typer(help="scopegate: least-privilege credentials for agents.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+member_app = typer.Typer(help="Memberships.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects.", no_args_is_help=True)
+issue_app = typer.Typer(help="Issues.", no_args_is_help=True)
+token_app = typer.Typer(help="User tokens.", no_args_is_help=True)
+orgtoken_app = typer.Typer(help="Org tokens.", no_args_is_help=True)
+for name, sub in [("user", user_app), ("org", org_app), ("member", member_app),
+                  ("project", project_app), ("issue", issue_app), ("token", token_app),
+                  ("orgtoken", orgtoken_app)]:
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def store(settings: Settings | None = None) -> Iterator[Session]:
+    """A migrated database session in one transaction; service errors exit with code 1."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    session = make_sessionmaker(engine)()
+    try:
+        yield session
+        session.commit()
+    except ServiceError as error:
+        session.rollback()
+        err.print(f"[red]error:[/red] {error.detail}")
+        raise typer.Exit(1) from None
+    finally:
+        session.close()
+        engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    console.print("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Seed a demo organization on an empty database.")]
+    = False,
+) -> None:
+    """Migrate, optionally seed the demo organization, and serve HTTP."""
+    import uvicorn
+
+    from scopegate.services.demo import seed_demo
+    from scopegate.web.app import create_app
+
+    settings = get_settings()
+    if demo:
+        with store(settings) as db:
+            logins = seed_demo(db)
+        if logins:
+            console.print("[bold]Demo organization 'acme' created.[/bold] Log in as:")
+            for login in logins:
+                console.print(f"  {login.role.value:8} {login.email}  password: {login.password}")
+        else:
+            console.print("Database already has data; demo not seeded. Demo logins, if it was "
+                          "seeded before: owner@acme.test / demo-password")
+    console.print(f"Web:     {settings.base_url}/login")
+    console.print(f"API:     {settings.base_url}/api/0/")
+    console.print(f"OpenAPI: {settings.base_url}/docs  ({settings.base_url}/openapi.json)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    name: str = "",
+) -> None:
+    """Create a user (password hashed with Argon2)."""
+    with store() as db:
+        user = directory.create_user(db, email, password, name=name)
+        console.print(f"created user {user.email}")
+
+
+@org_app.command("create")
+def org_create(slug: str, owner: Annotated[str, typer.Option(help="Owner's email.")],
+               name: str = "") -> None:
+    """Create an organization owned by OWNER."""
+    with store() as db:
+        org = directory.create_org(db, slug, directory.get_user_by_email(db, owner), name or None)
+        console.print(f"created organization {org.slug}")
+
+
+@member_app.command("add")
+def member_add(org: str, email: str,
+               role: Annotated[str, typer.Option(help="member, admin, manager or owner")]) -> None:
+    """Add EMAIL to ORG with ROLE (or change their role)."""
+    with store() as db:
+        directory.add_member(db, directory.get_org(db, org), directory.get_user_by_email(db, email),
+                             role)
+        console.print(f"{email} is now {role} of {org}")
+
+
+@project_app.command("create")
+def project_create(org: str, slug: str, name: str = "") -> None:
+    """Create project SLUG in ORG."""
+    with store() as db:
+        directory.create_project(db, directory.get_org(db, org), slug, name or None)
+        console.print(f"created project {org}/{slug}")
+
+
+@issue_app.command("create")
+def issue_create(org: str, project: str, title: str) -> None:
+    """Create an issue in ORG/PROJECT."""
+    with store() as db:
+        organization = directory.get_org(db, org)
+        issue = issues.create_issue(db, directory.get_project(db, organization.id, project), title)
+        console.print(f"created issue {issue.id}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="The token owner's email.")],
+    scopes: Annotated[str, typer.Option(help='Space-separated, e.g. "org:read event:write".')],
+    name: str = "",
+) -> None:
+    """Create a user token and print its secret once."""
+    try:
+        chosen = registry.parse(scopes)
+    except registry.UnknownScopeError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    with store() as db:
+        minted = credentials.create_user_token(
+            db, directory.get_user_by_email(db, user), chosen, name=name
+        )
+        typer.echo(minted.token)
+
+
+@orgtoken_app.command("create")
+def orgtoken_create(org: str, name: str = "") -> None:
+    """Create an org token (scope org:ci) for ORG and print its secret once."""
+    settings = get_settings()
+    with store(settings) as db:
+        minted = credentials.create_org_token(
+            db, directory.get_org(db, org), None, settings.base_url, name=name
+        )
+        typer.echo(minted.token)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Services: the operations of scopegate, over a store. No HTTP here."""

@@ -1,0 +1,109 @@
+"""The append-only audit log. Events name credentials and scopes, never secrets.
+
+Most events are written in the transaction of the change they record. Denials
+(a cross-organization attempt, an ``insufficient_scope`` challenge) happen on requests
+whose transaction is rolled back, so ``record_denial`` defers them: the web layer
+writes deferred events in a transaction of their own once the request's has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from scopegate.store.models import AuditEvent
+
+DEFERRED_KEY = "scopegate.audit.deferred"
+
+
+class Event:
+    MINT = "agent.mint"
+    CHALLENGE = "agent.challenge"
+    APPROVE = "agent.approve"
+    DENY = "agent.deny"
+    REVOKE = "agent.revoke"
+    REVOKE_SESSION = "agent.revoke_session"
+    CROSS_ORG = "access.cross_org"
+    KEY_ROTATE = "keys.rotate"
+    ALL = (MINT, CHALLENGE, APPROVE, DENY, REVOKE, REVOKE_SESSION, CROSS_ORG, KEY_ROTATE)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Who and where, as the web layer saw it (bounded before storage)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def _event(
+    event: str,
+    *,
+    org_id: int | None,
+    user_id: int | None,
+    session_id: str | None = None,
+    act: str | None = None,
+    scopes: Iterable[str] | None = None,
+    request: RequestInfo | None = None,
+    detail: str = "",
+) -> AuditEvent:
+    request = request or RequestInfo()
+    return AuditEvent(
+        event=event,
+        org_id=org_id,
+        user_id=user_id,
+        session_id=session_id,
+        act=act[:128] if act else None,
+        scopes=frozenset(scopes) if scopes is not None else None,
+        ip=request.ip[:64] if request.ip else None,
+        user_agent=request.user_agent[:256] if request.user_agent else None,
+        detail=detail[:512],
+    )
+
+
+def record(db: Session, event: str, **fields: object) -> None:
+    """Record ``event`` in the current transaction."""
+    db.add(_event(event, **fields))  # type: ignore[arg-type]
+
+
+def record_denial(db: Session, event: str, **fields: object) -> None:
+    """Record ``event`` so that it survives the rollback of the current transaction."""
+    db.info.setdefault(DEFERRED_KEY, []).append(_event(event, **fields))  # type: ignore[arg-type]
+
+
+def take_deferred(db: Session) -> list[AuditEvent]:
+    return db.info.pop(DEFERRED_KEY, [])
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    event: str | None = None
+    user_id: int | None = None
+    session_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def query(org_id: int, flt: AuditFilter, *, limit: int, offset: int) -> Select[tuple[AuditEvent]]:
+    stmt = select(AuditEvent).where(AuditEvent.org_id == org_id)
+    if flt.event:
+        stmt = stmt.where(AuditEvent.event == flt.event)
+    if flt.user_id is not None:
+        stmt = stmt.where(AuditEvent.user_id == flt.user_id)
+    if flt.session_id:
+        stmt = stmt.where(AuditEvent.session_id == flt.session_id)
+    if flt.since:
+        stmt = stmt.where(AuditEvent.created_at >= flt.since)
+    if flt.until:
+        stmt = stmt.where(AuditEvent.created_at < flt.until)
+    return stmt.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
+
+
+def list_events(
+    db: Session, org_id: int, flt: AuditFilter, *, limit: int = 50, offset: int = 0
+) -> list[AuditEvent]:
+    return list(db.scalars(query(org_id, flt, limit=limit, offset=offset)))

@@ -1,0 +1,161 @@
+"""User tokens (``sgu_``) and org tokens (``sgo_``): create, list, revoke, look up.
+
+Secrets come from ``secrets`` and are returned once, at creation; the database keeps
+only their SHA-256 and last four characters. ``last_used_at`` is written at most once a
+minute per token, so authenticating is not a write on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scopegate.core import org_token_format
+from scopegate.core import scopes as registry
+from scopegate.core.token_kinds import TokenKind
+from scopegate.services.errors import Invalid, NotFound
+from scopegate.store.models import NAME_MAX, Organization, OrgToken, User, UserToken
+from scopegate.store.types import utcnow
+
+ORG_TOKEN_SCOPES = frozenset({registry.ORG_CI})
+LAST_USED_INTERVAL_SECONDS = 60.0
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A new credential: its row and the secret, shown exactly once."""
+
+    token: str
+    row: UserToken | OrgToken
+
+
+def create_user_token(
+    db: Session,
+    user: User,
+    scopes: frozenset[str],
+    *,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> Minted:
+    scopes = registry.validate(scopes)
+    if not scopes:
+        raise Invalid("scopes: choose at least one scope")
+    if len(name) > NAME_MAX:
+        raise Invalid("name is too long")
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("expiresAt must be in the future")
+    token = TokenKind.USER.prefix + secrets.token_urlsafe(32)
+    row = UserToken(
+        user_id=user.id,
+        name=name,
+        token_hash=token_hash(token),
+        last_chars=token[-4:],
+        scopes=scopes,
+        expires_at=expires_at,
+    )
+    db.add(row)
+    db.flush()
+    return Minted(token, row)
+
+
+def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
+    return list(
+        db.scalars(
+            select(UserToken)
+            .where(UserToken.user_id == user_id, UserToken.revoked_at.is_(None))
+            .order_by(UserToken.id)
+        )
+    )
+
+
+def revoke_user_token(db: Session, user_id: int, token_id: int) -> None:
+    row = db.scalar(
+        select(UserToken).where(
+            UserToken.id == token_id, UserToken.user_id == user_id, UserToken.revoked_at.is_(None)
+        )
+    )
+    if row is None:
+        raise NotFound("token not found")
+    row.revoked_at = utcnow()
+    db.flush()
+
+
+def create_org_token(
+    db: Session, org: Organization, created_by: User | None, base_url: str, name: str = ""
+) -> Minted:
+    if len(name) > NAME_MAX:
+        raise Invalid("name is too long")
+    payload = org_token_format.OrgTokenPayload(org=org.slug, url=base_url, iat=int(time.time()))
+    token = org_token_format.encode(payload, secrets.token_hex(32))
+    row = OrgToken(
+        org_id=org.id,
+        created_by_id=created_by.id if created_by else None,
+        name=name,
+        token_hash=token_hash(token),
+        last_chars=token[-4:],
+        scopes=ORG_TOKEN_SCOPES,
+    )
+    db.add(row)
+    db.flush()
+    return Minted(token, row)
+
+
+def list_org_tokens(db: Session, org_id: int) -> list[OrgToken]:
+    return list(
+        db.scalars(
+            select(OrgToken)
+            .where(OrgToken.org_id == org_id, OrgToken.revoked_at.is_(None))
+            .order_by(OrgToken.id)
+        )
+    )
+
+
+def revoke_org_token(db: Session, org_id: int, token_id: int) -> None:
+    row = db.scalar(
+        select(OrgToken).where(
+            OrgToken.id == token_id, OrgToken.org_id == org_id, OrgToken.revoked_at.is_(None)
+        )
+    )
+    if row is None:
+        raise NotFound("token not found")
+    row.revoked_at = utcnow()
+    db.flush()
+
+
+def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: str):  # noqa: ANN201
+    """The row whose hash matches ``token`` (compared in constant time), or ``None``."""
+    digest = token_hash(token)
+    row = db.scalar(select(model).where(model.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return row
+
+
+_touched: dict[tuple[str, int], float] = {}
+_touched_lock = threading.Lock()
+
+
+def touch_last_used(db: Session, model: type[UserToken] | type[OrgToken], row_id: int) -> None:
+    """Record use, at most once per ``LAST_USED_INTERVAL_SECONDS`` per token and process."""
+    key = (model.__tablename__, row_id)
+    now = time.monotonic()
+    with _touched_lock:
+        last = _touched.get(key)
+        if last is not None and now - last < LAST_USED_INTERVAL_SECONDS:
+            return
+        _touched[key] = now
+        if len(_touched) > 100_000:
+            _touched.clear()
+    db.execute(update(model).where(model.id == row_id).values(last_used_at=utcnow()))

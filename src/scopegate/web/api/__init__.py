@@ -1,0 +1,1 @@
+"""The JSON API under ``/api/0/``. Each route declares its ``ScopeMap`` beside it."""

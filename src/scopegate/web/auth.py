@@ -1,0 +1,173 @@
+"""Authentication and per-endpoint permission for FastAPI routes.
+
+``get_principal`` establishes who is calling: a bearer credential (routed by prefix)
+or, without an ``Authorization`` header, a first-party session cookie, which must
+carry the CSRF header on state-changing methods. ``Permission(scope_map)`` is the
+declaration each endpoint puts beside its route; it assembles access (the one place)
+and answers 403 ``insufficient_scope`` naming what would suffice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, Path
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from scopegate.core.access import Principal
+from scopegate.core.challenges import Challenge, insufficient_scope, invalid_token
+from scopegate.core.permissions import ScopeMap
+from scopegate.services import audit
+from scopegate.services.access import OrgAccess, access_for
+from scopegate.services.authentication import AuthenticationFailed
+from scopegate.services.errors import Forbidden
+from scopegate.services.web_sessions import session_user
+from scopegate.store.models import SLUG_MAX
+from scopegate.web.cookies import CSRF_HEADER
+from scopegate.web.runtime import runtime
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_AUTHORIZATION_HEADER = 4200
+
+
+class ChallengeError(Exception):
+    """Raised to answer with an RFC 6750 challenge."""
+
+    def __init__(self, challenge: Challenge) -> None:
+        super().__init__(challenge.body.get("detail", ""))
+        self.challenge = challenge
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request; deferred audit events are written after it ends."""
+    rt = runtime(request)
+    session = rt.factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        deferred = audit.take_deferred(session)
+        session.close()
+        if deferred:
+            with rt.factory() as side, side.begin():
+                side.add_all(deferred)
+
+
+def request_info(request: Request) -> audit.RequestInfo:
+    client = request.client.host if request.client else None
+    return audit.RequestInfo(ip=client, user_agent=request.headers.get("user-agent"))
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer string from ``Authorization``, ``None`` when absent; 401 when malformed."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    realm = runtime(request).settings.realm
+    if len(header) > MAX_AUTHORIZATION_HEADER:
+        raise ChallengeError(invalid_token("The Authorization header is malformed.", realm))
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ChallengeError(
+            invalid_token("Use 'Authorization: Bearer <token>'.", realm)
+        )
+    return token.strip()
+
+
+def get_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
+    rt = runtime(request)
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            principal = rt.chain.authenticate(db, token)
+        except AuthenticationFailed as failure:
+            raise ChallengeError(invalid_token(failure.description, rt.settings.realm)) from None
+        request.state.principal = principal
+        return principal
+    raw = rt.cookie.read(request)
+    user = session_user(db, raw) if raw else None
+    if raw is None or user is None:
+        raise ChallengeError(
+            invalid_token("Authentication credentials were not provided.", rt.settings.realm)
+        )
+    if request.method not in SAFE_METHODS and not rt.cookie.csrf_ok(
+        raw, request.headers.get(CSRF_HEADER)
+    ):
+        raise Forbidden("CSRF token missing or invalid.")
+    principal = Principal(kind=None, credential_ref=f"web_session:user:{user.id}", user_id=user.id)
+    request.state.principal = principal
+    return principal
+
+
+def _check_kind(scope_map: ScopeMap, principal: Principal) -> None:
+    if not scope_map.admits_kind(principal.kind):
+        raise Forbidden("This kind of credential cannot use this endpoint.")
+
+
+class Permission:
+    """An organization endpoint's declared ``ScopeMap``, enforced."""
+
+    def __init__(self, scope_map: ScopeMap) -> None:
+        if not scope_map.org_scoped:
+            raise ValueError("use Authenticated(...) for endpoints outside an organization")
+        self.scope_map = scope_map
+
+    def __call__(
+        self,
+        request: Request,
+        org: str = Path(max_length=SLUG_MAX),
+        db: Session = Depends(get_db),
+        principal: Principal = Depends(get_principal),
+    ) -> OrgAccess:
+        _check_kind(self.scope_map, principal)
+        org_access = access_for(db, principal, org, request_info(request))
+        decision = self.scope_map.decide(request.method, org_access.access.scopes)
+        if not decision.allowed:
+            challenge = insufficient_scope(decision.sufficient, runtime(request).settings.realm)
+            hook = runtime(request).extras.get("on_insufficient_scope")
+            if hook is not None:
+                challenge = hook(request, db, org_access, decision.sufficient, challenge)
+            raise ChallengeError(challenge)
+        return org_access
+
+
+class Authenticated:
+    """An endpoint outside any organization: its ``ScopeMap`` names kinds, not scopes."""
+
+    def __init__(self, scope_map: ScopeMap) -> None:
+        if scope_map.org_scoped:
+            raise ValueError("use Permission(...) for organization endpoints")
+        self.scope_map = scope_map
+
+    def __call__(self, request: Request, principal: Principal = Depends(get_principal)) -> Principal:
+        _check_kind(self.scope_map, principal)
+        if not self.scope_map.decide(request.method, frozenset()).allowed:
+            raise Forbidden("This endpoint does not accept this method.")
+        return principal
+
+
+def declared_scope_map(route: APIRoute) -> ScopeMap | None:
+    """The ``ScopeMap`` a route declares through ``Permission``/``Authenticated``, if any."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        call = dependant.call
+        if isinstance(call, Permission | Authenticated):
+            return call.scope_map
+        stack.extend(dependant.dependencies)
+    return None
+
+
+def declared_scope_maps(routes: list[object]) -> list[ScopeMap]:
+    maps = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found = declared_scope_map(route)
+            if found is not None:
+                maps.append(found)
+    return maps

@@ -1,0 +1,158 @@
+"""Login, logout, and the account page (my organizations and my tokens)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from scopegate.core import scopes as registry
+from scopegate.services import credentials, directory
+from scopegate.services.errors import ServiceError
+from scopegate.services.web_sessions import end_session, start_session
+from scopegate.store.models import EMAIL_MAX, NAME_MAX, User
+from scopegate.store.types import utcnow
+from scopegate.web.auth import get_db
+from scopegate.web.runtime import runtime
+from scopegate.web.ui.rendering import templates
+from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
+
+router = APIRouter(include_in_schema=False)
+
+LOGIN_CSRF_COOKIE = "sg_login_csrf"
+EXPIRY_CHOICES = {"": None, "1d": timedelta(days=1), "30d": timedelta(days=30),
+                  "90d": timedelta(days=90)}
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+@router.get("/", response_class=RedirectResponse)
+def index() -> RedirectResponse:
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/account") -> HTMLResponse:  # noqa: A002
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", csrf_token=token, next=_safe_next(next), error=None)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        secure=runtime(request).settings.secure_cookies, max_age=3600)
+    return response
+
+
+def _safe_next(value: str) -> str:
+    """Only same-origin paths; anything else goes to the account page."""
+    if len(value) > 512 or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/account"
+    return value
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    email: Annotated[str, Form(max_length=EMAIL_MAX)],
+    password: Annotated[str, Form(max_length=256)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=512)] = "/account",  # noqa: A002
+    db: Session = Depends(get_db),
+) -> Response:
+    rt = runtime(request)
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
+        return render(request, "login.html", 403, csrf_token=expected, next=_safe_next(next),
+                      error="Your login form expired. Please try again.")
+    user = directory.authenticate_password(db, email, password)
+    if user is None:
+        return render(request, "login.html", 401, csrf_token=expected, next=_safe_next(next),
+                      error="Email or password is incorrect.")
+    raw = start_session(db, user, rt.settings.session_max_age_seconds)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    rt.cookie.write(response, raw)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    check_form_csrf(request, me, csrf_token)
+    end_session(db, me.raw_session)
+    response = RedirectResponse("/login", status_code=303)
+    runtime(request).cookie.clear(response)
+    return response
+
+
+def _account(request: Request, me: WebUser, db: Session, status_code: int = 200,
+             **extra: object) -> HTMLResponse:
+    return render(
+        request,
+        "account.html",
+        status_code,
+        me=me,
+        memberships=directory.memberships(db, me.user.id),
+        tokens=credentials.list_user_tokens(db, me.user.id),
+        scopes=[(scope, registry.DESCRIPTIONS[scope]) for scope in registry.ORDERED],
+        expiry_choices=list(EXPIRY_CHOICES),
+        **extra,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, me: WebUser = Depends(web_user),
+            db: Session = Depends(get_db)) -> HTMLResponse:
+    return _account(request, me, db)
+
+
+@router.post("/account/tokens", response_class=HTMLResponse)
+def create_token(
+    request: Request,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    name: Annotated[str, Form(max_length=NAME_MAX)] = "",
+    scopes: Annotated[list[str] | None, Form(max_length=64)] = None,
+    expires: Annotated[str, Form(max_length=8)] = "",
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> HTMLResponse:
+    """Create a token and show its secret on this response only."""
+    check_form_csrf(request, me, csrf_token)
+    try:
+        chosen = registry.validate(scopes or [])
+        if expires not in EXPIRY_CHOICES:
+            raise ServiceError("choose an expiry from the list")
+        delta = EXPIRY_CHOICES[expires]
+        user = db.get(User, me.user.id)
+        assert user is not None
+        minted = credentials.create_user_token(
+            db, user, chosen, name=name, expires_at=utcnow() + delta if delta else None
+        )
+    except (ServiceError, registry.UnknownScopeError) as error:
+        return _account(request, me, db, 400, error=str(error))
+    return _account(request, me, db, 201, new_token=minted.token, new_token_name=name)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(
+    request: Request,
+    token_id: int,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    check_form_csrf(request, me, csrf_token)
+    try:
+        credentials.revoke_user_token(db, me.user.id, token_id)
+    except ServiceError as error:
+        return _account(request, me, db, 404, error=error.detail)
+    return RedirectResponse("/account", status_code=303)

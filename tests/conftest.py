@@ -1,0 +1,230 @@
+"""Shared fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``SCOPEGATE_TEST_DATABASE_URL`` (``.ci/run`` exports it) and Redis
+from ``SCOPEGATE_TEST_REDIS_URL``. Without them a test skips with the reason, unless
+``CI`` is set: under CI a missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from scopegate.core.roles import Role
+from scopegate.services import credentials, directory, issues
+from scopegate.settings import Settings
+from scopegate.store.db import make_engine, make_sessionmaker
+from scopegate.store.migrate import upgrade
+from scopegate.store.models import Base
+from scopegate.web.app import create_app
+
+PG_URL = os.environ.get("SCOPEGATE_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("SCOPEGATE_TEST_REDIS_URL")
+IN_CI = bool(os.environ.get("CI"))
+PASSWORD = "correct horse battery"
+SECRET = "test-secret-key-not-for-production-0123456789"
+BASE_URL = "http://testserver"
+
+
+def require_service(url: str | None, name: str, variable: str) -> str:
+    """The service URL, or skip (outside CI) / fail (under CI) with the reason."""
+    if url:
+        return url
+    message = f"{name} not configured: set {variable}"
+    if IN_CI:
+        pytest.fail(message + " (CI must run every storage test on PostgreSQL and Redis)")
+    pytest.skip(message)
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test copies it instead of migrating again."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A migrated PostgreSQL database for this test worker."""
+    base = make_url(require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL"))
+    name = f"{base.database or 'test'}_sg_{_worker()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_pg(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean, migrated database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "scopegate.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only, for tests whose subject is not storage."""
+    path = tmp_path / "scopegate.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    return Settings(
+        database_url=database_url, secret_key=SECRET, base_url=BASE_URL, **overrides
+    )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[FastAPI]:
+    application = create_app(settings, migrate=False)
+    yield application
+    application.state.runtime.engine.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(app: FastAPI) -> Iterator[Session]:
+    """A session on the app's database, committed by the test when it writes."""
+    session = app.state.runtime.factory()
+    yield session
+    session.close()
+
+
+@dataclass
+class World:
+    """Two organizations: ``acme`` with a user per role, ``globex`` with its own owner.
+
+    ``acme`` has projects ``web`` and ``api`` with issues; ``globex`` has ``backend``.
+    """
+
+    users: dict[str, int] = field(default_factory=dict)
+    orgs: dict[str, int] = field(default_factory=dict)
+    issue_ids: list[int] = field(default_factory=list)
+    globex_issue_id: int = 0
+
+    @staticmethod
+    def email(role: Role | str) -> str:
+        return f"{Role(role).value}@acme.test"
+
+
+def build_world(session: Session) -> World:
+    world = World()
+    users = {
+        role: directory.create_user(session, World.email(role), PASSWORD, name=role.value)
+        for role in Role
+    }
+    outsider = directory.create_user(session, "owner@globex.test", PASSWORD, name="globex")
+    acme = directory.create_org(session, "acme", users[Role.OWNER], name="Acme")
+    for role, user in users.items():
+        if role is not Role.OWNER:
+            directory.add_member(session, acme, user, role)
+    globex = directory.create_org(session, "globex", outsider, name="Globex")
+    web = directory.create_project(session, acme, "web")
+    directory.create_project(session, acme, "api")
+    backend = directory.create_project(session, globex, "backend")
+    world.issue_ids = [
+        issues.create_issue(session, web, f"Issue {n}").id for n in range(3)
+    ]
+    world.globex_issue_id = issues.create_issue(session, backend, "Globex issue").id
+    world.users = {role.value: user.id for role, user in users.items()}
+    world.users["outsider"] = outsider.id
+    world.orgs = {"acme": acme.id, "globex": globex.id}
+    session.commit()
+    return world
+
+
+@pytest.fixture
+def world(db: Session) -> World:
+    return build_world(db)
+
+
+def user_token(session: Session, email: str, scopes: set[str] | frozenset[str], **kw: object) -> str:
+    minted = credentials.create_user_token(
+        session, directory.get_user_by_email(session, email), frozenset(scopes), **kw
+    )
+    session.commit()
+    return minted.token
+
+
+def org_token(session: Session, org_slug: str) -> str:
+    minted = credentials.create_org_token(
+        session, directory.get_org(session, org_slug), None, BASE_URL
+    )
+    session.commit()
+    return minted.token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
+    """Log ``client`` in through the login form; return the session's CSRF token."""
+    page = client.get("/login")
+    form_csrf = _CSRF_INPUT.search(page.text)
+    assert form_csrf, "login form has no CSRF field"
+    response = client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": form_csrf.group(1)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    account = client.get("/account")
+    match = _CSRF_INPUT.search(account.text)
+    assert match, "account page has no CSRF field"
+    return match.group(1)
