@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from scopegate.core.roles import Role
 from scopegate.services import credentials, directory, issues
 from scopegate.settings import Settings
-from scopegate.store.db import make_engine, make_sessionmaker
+from scopegate.store.db import make_engine
 from scopegate.store.migrate import upgrade
 from scopegate.store.models import Base
 from scopegate.web.app import create_app
@@ -190,7 +190,9 @@ def world(db: Session) -> World:
     return build_world(db)
 
 
-def user_token(session: Session, email: str, scopes: set[str] | frozenset[str], **kw: object) -> str:
+def user_token(
+    session: Session, email: str, scopes: set[str] | frozenset[str], **kw: object
+) -> str:
     minted = credentials.create_user_token(
         session, directory.get_user_by_email(session, email), frozenset(scopes), **kw
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from scopegate.core.scopes import format_scopes
 
-INVALID_TOKEN = "invalid_token"
+INVALID_TOKEN = "invalid_token"  # noqa: S105 - an RFC 6750 error code
 INSUFFICIENT_SCOPE = "insufficient_scope"
 INVALID_REQUEST = "invalid_request"
 

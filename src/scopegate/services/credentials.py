@@ -134,7 +134,7 @@ def revoke_org_token(db: Session, org_id: int, token_id: int) -> None:
     db.flush()
 
 
-def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: str):  # noqa: ANN201
+def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: str):
     """The row whose hash matches ``token`` (compared in constant time), or ``None``."""
     digest = token_hash(token)
     row = db.scalar(select(model).where(model.token_hash == digest))

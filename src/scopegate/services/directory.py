@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 
 from scopegate.core.roles import Role
 from scopegate.services.errors import Conflict, Invalid, NotFound
-from scopegate.store.models import EMAIL_MAX, NAME_MAX, SLUG_MAX, Member, Organization, Project, User
+from scopegate.store.models import (
+    EMAIL_MAX,
+    NAME_MAX,
+    SLUG_MAX,
+    Member,
+    Organization,
+    Project,
+    User,
+)
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 PASSWORD_MIN = 8
@@ -63,6 +71,13 @@ def authenticate_password(db: Session, email: str, password: str) -> User | None
         return None
     if user is None or not user.is_active:
         return None
+    return user
+
+
+def get_user(db: Session, user_id: int | None) -> User:
+    user = db.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise NotFound("no such user")
     return user
 
 

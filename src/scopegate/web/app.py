@@ -11,7 +11,7 @@ from scopegate import __version__
 from scopegate.services.authentication import AuthenticatorChain, default_authenticators
 from scopegate.settings import Settings, get_settings
 from scopegate.store.db import make_engine, make_sessionmaker
-from scopegate.store.kv import KV, RedisKV, SQLKV
+from scopegate.store.kv import KV, SQLKV, RedisKV
 from scopegate.store.migrate import upgrade
 from scopegate.web import errors
 from scopegate.web.api import issues, organizations, releases, tokens

@@ -144,7 +144,9 @@ class Authenticated:
             raise ValueError("use Permission(...) for organization endpoints")
         self.scope_map = scope_map
 
-    def __call__(self, request: Request, principal: Principal = Depends(get_principal)) -> Principal:
+    def __call__(
+        self, request: Request, principal: Principal = Depends(get_principal)
+    ) -> Principal:
         _check_kind(self.scope_map, principal)
         if not self.scope_map.decide(request.method, frozenset()).allowed:
             raise Forbidden("This endpoint does not accept this method.")

@@ -102,8 +102,7 @@ def update_organization(
     oa: OrgAccess = Depends(Permission(ORGANIZATION)),
     db: Session = Depends(get_db),
 ) -> OrganizationOut:
-    org = db.get(Organization, oa.org.id)
-    assert org is not None
+    org = db.get(Organization, oa.org.id) or oa.org
     if body.name is not None:
         org.name = body.name
     if body.agent_tokens_enabled is not None:

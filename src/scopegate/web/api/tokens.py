@@ -20,7 +20,7 @@ from scopegate.core import scopes as s
 from scopegate.core.access import Principal
 from scopegate.core.permissions import Rule, ScopeMap
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import credentials
+from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
@@ -100,8 +100,8 @@ def _scopes(names: list[str]) -> frozenset[str]:
 def list_user_tokens(
     principal: Principal = Depends(Authenticated(USER_TOKENS)), db: Session = Depends(get_db)
 ) -> list[TokenOut]:
-    assert principal.user_id is not None
-    return [TokenOut.of(row) for row in credentials.list_user_tokens(db, principal.user_id)]
+    user = directory.get_user(db, principal.user_id)
+    return [TokenOut.of(row) for row in credentials.list_user_tokens(db, user.id)]
 
 
 @router.post("/api-tokens/", response_model=TokenCreated, status_code=201)
@@ -115,8 +115,7 @@ def create_user_token(
     scopes = _scopes(body.scopes)
     if principal.scopes is not None and not scopes <= registry.expand(principal.scopes):
         raise Forbidden("A token cannot create a token with scopes it does not hold.")
-    user = db.get(User, principal.user_id)
-    assert user is not None
+    user = directory.get_user(db, principal.user_id)
     minted = credentials.create_user_token(
         db, user, scopes, name=body.name, expires_at=body.expires_at
     )
@@ -129,8 +128,7 @@ def revoke_user_token(
     principal: Principal = Depends(Authenticated(USER_TOKENS)),
     db: Session = Depends(get_db),
 ) -> None:
-    assert principal.user_id is not None
-    credentials.revoke_user_token(db, principal.user_id, token_id)
+    credentials.revoke_user_token(db, directory.get_user(db, principal.user_id).id, token_id)
 
 
 @router.get("/organizations/{org}/org-auth-tokens/", response_model=list[TokenOut])

@@ -16,7 +16,7 @@ from scopegate.core import scopes as registry
 from scopegate.services import credentials, directory
 from scopegate.services.errors import ServiceError
 from scopegate.services.web_sessions import end_session, start_session
-from scopegate.store.models import EMAIL_MAX, NAME_MAX, User
+from scopegate.store.models import EMAIL_MAX, NAME_MAX
 from scopegate.store.types import utcnow
 from scopegate.web.auth import get_db
 from scopegate.web.runtime import runtime
@@ -40,7 +40,7 @@ def index() -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/account") -> HTMLResponse:  # noqa: A002
+def login_form(request: Request, next: str = "/account") -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", csrf_token=token, next=_safe_next(next), error=None)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
@@ -61,7 +61,7 @@ def login(
     email: Annotated[str, Form(max_length=EMAIL_MAX)],
     password: Annotated[str, Form(max_length=256)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
-    next: Annotated[str, Form(max_length=512)] = "/account",  # noqa: A002
+    next: Annotated[str, Form(max_length=512)] = "/account",
     db: Session = Depends(get_db),
 ) -> Response:
     rt = runtime(request)
@@ -132,8 +132,7 @@ def create_token(
         if expires not in EXPIRY_CHOICES:
             raise ServiceError("choose an expiry from the list")
         delta = EXPIRY_CHOICES[expires]
-        user = db.get(User, me.user.id)
-        assert user is not None
+        user = directory.get_user(db, me.user.id)
         minted = credentials.create_user_token(
             db, user, chosen, name=name, expires_at=utcnow() + delta if delta else None
         )
