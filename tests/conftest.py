@@ -48,7 +48,9 @@ def require_service(url: str | None, name: str, variable: str) -> str:
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """A name unique to this test process: concurrent runs never share a database."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]
+    return f"{run}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")
@@ -230,3 +232,14 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
     match = _CSRF_INPUT.search(account.text)
     assert match, "account page has no CSRF field"
     return match.group(1)
+
+
+_CHALLENGE_PARAM = r'[a-z_]+="[^"\\]*"'
+_CHALLENGE = re.compile(rf"Bearer {_CHALLENGE_PARAM}(?:, {_CHALLENGE_PARAM})*")
+
+
+def parse_challenge(header: str | None) -> dict[str, str]:
+    """The parameters of an RFC 6750 ``Bearer`` challenge; fails on anything malformed."""
+    assert header is not None, "no WWW-Authenticate header"
+    assert _CHALLENGE.fullmatch(header), f"not an RFC 6750 challenge: {header!r}"
+    return dict(re.findall(r'([a-z_]+)="([^"\\]*)"', header))

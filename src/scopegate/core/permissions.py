@@ -72,9 +72,12 @@ def actions_for_scope(scope: str, maps: Iterable[ScopeMap]) -> list[str]:
 
     Used by the approval page: "event:write — resolve, ignore and reassign issues".
     """
+    writes_only = scope not in registry.READ_SCOPES
     seen: dict[str, None] = {}
     for scope_map in maps:
-        for rule in scope_map.rules.values():
+        for method, rule in scope_map.rules.items():
+            if writes_only and method in ("GET", "HEAD"):
+                continue  # reads come with every agent token; list what is new
             if scope in rule.scopes:
                 seen.setdefault(rule.action, None)
     return list(seen)

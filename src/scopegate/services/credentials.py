@@ -145,10 +145,17 @@ def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: 
 
 _touched: dict[tuple[str, int], float] = {}
 _touched_lock = threading.Lock()
+TOUCH_KEY = "scopegate.credentials.touch"
+TokenModel = type[UserToken] | type[OrgToken]
 
 
-def touch_last_used(db: Session, model: type[UserToken] | type[OrgToken], row_id: int) -> None:
-    """Record use, at most once per ``LAST_USED_INTERVAL_SECONDS`` per token and process."""
+def touch_last_used(db: Session, model: TokenModel, row_id: int) -> None:
+    """Note use, at most once per ``LAST_USED_INTERVAL_SECONDS`` per token and process.
+
+    The write itself is deferred (``take_touches``/``apply_touches``) to a short
+    transaction after the request's own, so authenticating never makes a read-only
+    request a writer.
+    """
     key = (model.__tablename__, row_id)
     now = time.monotonic()
     with _touched_lock:
@@ -158,4 +165,14 @@ def touch_last_used(db: Session, model: type[UserToken] | type[OrgToken], row_id
         _touched[key] = now
         if len(_touched) > 100_000:
             _touched.clear()
-    db.execute(update(model).where(model.id == row_id).values(last_used_at=utcnow()))
+    db.info.setdefault(TOUCH_KEY, []).append((model, row_id))
+
+
+def take_touches(db: Session) -> list[tuple[TokenModel, int]]:
+    return db.info.pop(TOUCH_KEY, [])
+
+
+def apply_touches(db: Session, touches: list[tuple[TokenModel, int]]) -> None:
+    now = utcnow()
+    for model, row_id in touches:
+        db.execute(update(model).where(model.id == row_id).values(last_used_at=now))

@@ -122,8 +122,11 @@ def add_member(db: Session, org: Organization, user: User, role: Role | str) -> 
 
 
 def role_in(db: Session, org_id: int, user_id: int) -> Role | None:
+    """The active user's role in the organization, or ``None``."""
     value = db.scalar(
-        select(Member.role).where(Member.org_id == org_id, Member.user_id == user_id)
+        select(Member.role)
+        .join(User, User.id == Member.user_id)
+        .where(Member.org_id == org_id, Member.user_id == user_id, User.is_active)
     )
     return Role(value) if value else None
 

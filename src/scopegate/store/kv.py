@@ -40,16 +40,21 @@ class SQLKV:
         return row.value
 
     def set(self, key: str, value: str, ttl_seconds: int) -> None:
-        expires = utcnow() + timedelta(seconds=ttl_seconds)
         with self._factory() as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            stmt = insert(KVEntry).values(key=key, value=value, expires_at=expires)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[KVEntry.key], set_={"value": value, "expires_at": expires}
-            )
-            session.execute(stmt)
-            session.execute(delete(KVEntry).where(KVEntry.expires_at <= utcnow()))
+            self.set_in(session, key, value, ttl_seconds)
+
+    @staticmethod
+    def set_in(session: Session, key: str, value: str, ttl_seconds: int) -> None:
+        """``set`` inside the caller's transaction (atomic with the caller's change)."""
+        expires = utcnow() + timedelta(seconds=ttl_seconds)
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(KVEntry).values(key=key, value=value, expires_at=expires)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[KVEntry.key], set_={"value": value, "expires_at": expires}
+        )
+        session.execute(stmt)
+        session.execute(delete(KVEntry).where(KVEntry.expires_at <= utcnow()))
 
     def delete(self, key: str) -> None:
         with self._factory() as session, session.begin():

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -182,6 +183,13 @@ class SigningKey(Base):
     """An Ed25519 key of the agent-token key ring; the private half encrypted at rest."""
 
     __tablename__ = "signing_keys"
+    __table_args__ = (
+        # At most one active key, enforced by the database (not by a check-then-set).
+        Index(
+            "uq_signing_keys_one_active", "active", unique=True,
+            sqlite_where=text("active"), postgresql_where=text("active"),
+        ),
+    )
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)

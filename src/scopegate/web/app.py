@@ -8,17 +8,26 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from scopegate import __version__
-from scopegate.services.authentication import AuthenticatorChain, default_authenticators
+from scopegate.core.token_kinds import TokenKind
+from scopegate.services.agent_tokens import AgentTokenAuthenticator
+from scopegate.services.authentication import (
+    Authenticator,
+    AuthenticatorChain,
+    default_authenticators,
+)
+from scopegate.services.deny_list import DenyList
+from scopegate.services.keys import KeyRing
 from scopegate.settings import Settings, get_settings
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.kv import KV, SQLKV, RedisKV
 from scopegate.store.migrate import upgrade
-from scopegate.web import errors
-from scopegate.web.api import issues, organizations, releases, tokens
+from scopegate.web import errors, jwks
+from scopegate.web.agent_runtime import AgentRuntime
+from scopegate.web.api import agent, audit, issues, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
 from scopegate.web.runtime import Runtime
-from scopegate.web.ui import pages
+from scopegate.web.ui import approvals, pages
 from scopegate.web.ui.rendering import STATIC_DIR
 
 API_PREFIX = "/api/0"
@@ -29,14 +38,28 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     if migrate:
         upgrade(engine)
     factory = make_sessionmaker(engine)
-    kv: KV = RedisKV(settings.redis_url) if settings.redis_url else SQLKV(factory)
+    sql_kv = SQLKV(factory)
+    kv: KV = RedisKV(settings.redis_url) if settings.redis_url else sql_kv
+    # The deny list is kept in the database, and in Redis too (read first) when configured.
+    deny_list = DenyList(sql_kv, kv if kv is not sql_kv else None,
+                         settings.deny_list_cache_seconds)
+    keys = KeyRing(factory, settings.secret())
+    keys.active()  # create the first signing key now, outside any request's transaction
+    agent_authenticator = AgentTokenAuthenticator(settings, keys, deny_list)
+    chain = AuthenticatorChain(
+        [*default_authenticators(), Authenticator(TokenKind.AGENT, agent_authenticator)]
+    )
     return Runtime(
         settings=settings,
         engine=engine,
         factory=factory,
         kv=kv,
-        chain=AuthenticatorChain(default_authenticators()),
+        chain=chain,
         cookie=SessionCookie(settings),
+        extras={
+            "agent": AgentRuntime(keys, deny_list, agent_authenticator),
+            "on_insufficient_scope": agent.on_insufficient_scope,
+        },
     )
 
 
@@ -52,9 +75,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (organizations, issues, releases, tokens):
+    for module in (organizations, issues, releases, tokens, agent, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(jwks.router)
     app.include_router(pages.router)
+    app.include_router(approvals.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -9,25 +9,32 @@ and answers 403 ``insufficient_scope`` naming what would suffice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
+import fastapi.routing
 from fastapi import Depends, Path
 from fastapi.routing import APIRoute
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from scopegate.core.access import Principal
 from scopegate.core.challenges import Challenge, insufficient_scope, invalid_token
 from scopegate.core.permissions import ScopeMap
-from scopegate.services import audit
+from scopegate.services import audit, credentials
 from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import Forbidden
 from scopegate.services.web_sessions import session_user
+from scopegate.store.db import SQLITE_IMMEDIATE
 from scopegate.store.models import SLUG_MAX
 from scopegate.web.cookies import CSRF_HEADER
 from scopegate.web.runtime import runtime
 
+log = logging.getLogger("scopegate.web")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_AUTHORIZATION_HEADER = 4200
 
@@ -41,9 +48,17 @@ class ChallengeError(Exception):
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request; deferred audit events are written after it ends."""
+    """One transaction per request, committed when the endpoint returns.
+
+    On SQLite a state-changing request takes the write lock at BEGIN (``BEGIN
+    IMMEDIATE``): a deferred transaction that reads and then writes fails at once when
+    another writer committed in between. Records that must outlive a rollback (denial
+    audit events) and last-used times are written in a short transaction afterwards.
+    """
     rt = runtime(request)
     session = rt.factory()
+    if request.method not in SAFE_METHODS and rt.engine.dialect.name == "sqlite":
+        session.connection(execution_options={SQLITE_IMMEDIATE: True})
     try:
         yield session
         session.commit()
@@ -52,10 +67,20 @@ def get_db(request: Request) -> Iterator[Session]:
         raise
     finally:
         deferred = audit.take_deferred(session)
+        touches = credentials.take_touches(session)
         session.close()
-        if deferred:
-            with rt.factory() as side, side.begin():
-                side.add_all(deferred)
+        if deferred or touches:
+            _write_after(rt.factory, deferred, touches)
+
+
+def _write_after(factory: sessionmaker[Session], deferred: list, touches: list) -> None:
+    try:
+        with factory() as side, side.begin():
+            side.add_all(deferred)
+            credentials.apply_touches(side, touches)
+    except SQLAlchemyError as error:
+        log.error("could not write %d audit event(s) after the request: %s",
+                  len(deferred), type(error).__name__)
 
 
 def request_info(request: Request) -> audit.RequestInfo:
@@ -165,11 +190,47 @@ def declared_scope_map(route: APIRoute) -> ScopeMap | None:
     return None
 
 
-def declared_scope_maps(routes: list[object]) -> list[ScopeMap]:
+@dataclass(frozen=True)
+class MountedRoute:
+    """An API route as mounted in the app: full path, methods, and the route itself."""
+
+    path: str
+    methods: frozenset[str]
+    route: APIRoute
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> list[MountedRoute]:
+    """Every ``APIRoute`` of the app with its full path, through included routers.
+
+    Newer FastAPI keeps included routers as ``_IncludedRouter`` entries and offers
+    ``iter_route_contexts`` to walk them; older versions list ``APIRoute``s directly.
+    """
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_contexts is None:
+        return [
+            MountedRoute(r.path, frozenset(r.methods or ()), r)
+            for r in routes
+            if isinstance(r, APIRoute)
+        ]
+    mounted = []
+    for context in iter_contexts(routes):
+        original = context.original_route
+        if isinstance(original, APIRoute):
+            mounted.append(
+                MountedRoute(
+                    context.path or original.path,
+                    frozenset(context.methods or original.methods or ()),
+                    original,
+                )
+            )
+    return mounted
+
+
+def declared_scope_maps(routes: Sequence[BaseRoute]) -> list[ScopeMap]:
+    """The ``ScopeMap`` of every API route that declares one."""
     maps = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found = declared_scope_map(route)
-            if found is not None:
-                maps.append(found)
+    for mounted in api_routes(routes):
+        found = declared_scope_map(mounted.route)
+        if found is not None:
+            maps.append(found)
     return maps

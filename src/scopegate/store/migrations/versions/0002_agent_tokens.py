@@ -25,6 +25,14 @@ def upgrade() -> None:
         sa.Column("retire_after", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("kid"),
     )
+    op.create_index(
+        "uq_signing_keys_one_active",
+        "signing_keys",
+        ["active"],
+        unique=True,
+        sqlite_where=sa.text("active"),
+        postgresql_where=sa.text("active"),
+    )
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -1,0 +1,120 @@
+"""Agent capability token claims: what an ``sga_`` token says, and checking it says it well.
+
+The token is ``sga_`` + a compact JWS (RFC 7515) signed with EdDSA (RFC 8037), header
+``{"alg": "EdDSA", "kid": ..., "typ": "sg-agent+jwt"}`` and claims (RFC 7519)::
+
+    iss   the issuer (scopegate's base URL)
+    aud   the audience (scopegate's API)
+    sub   the person, as a user id string
+    org   the organization id the token is bound to
+    sid   the agent session, chosen by the caller
+    scopes  granted scopes
+    act   who acts (RFC 8693 section 4.1): {"sub": "<agent or OAuth client>"}
+    iat, exp, jti
+
+Signature checks live in services; this module only shapes and validates claims.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from scopegate.core import scopes as registry
+
+ALGORITHM: Final = "EdDSA"
+TOKEN_TYPE: Final = "sg-agent+jwt"  # noqa: S105 - a JWS "typ", not a secret
+SESSION_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+ACTOR_MAX: Final = 128
+REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "org", "sid", "scopes", "act", "iat", "exp", "jti")
+
+
+class MalformedClaims(ValueError):
+    """The signature was good but the claims are not what an agent token carries."""
+
+
+@dataclass(frozen=True)
+class AgentClaims:
+    issuer: str
+    audience: str
+    user_id: int
+    org_id: int
+    session_id: str
+    scopes: frozenset[str]
+    actor: str
+    issued_at: int
+    expires_at: int
+    jti: str
+
+    def to_jwt(self) -> dict[str, Any]:
+        return {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(self.user_id),
+            "org": self.org_id,
+            "sid": self.session_id,
+            "scopes": registry.ordered(self.scopes),
+            "act": {"sub": self.actor},
+            "iat": self.issued_at,
+            "exp": self.expires_at,
+            "jti": self.jti,
+        }
+
+
+def valid_session_id(value: str) -> bool:
+    return bool(SESSION_ID_RE.match(value))
+
+
+def _int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise MalformedClaims(f"claim {name} must be a non-negative integer")
+    return value
+
+
+def _str(value: object, name: str, limit: int = 256) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise MalformedClaims(f"claim {name} must be a non-empty string")
+    return value
+
+
+def parse_claims(payload: dict[str, Any]) -> AgentClaims:
+    """Turn verified JWT claims into ``AgentClaims``, or raise ``MalformedClaims``."""
+    missing = [name for name in REQUIRED_CLAIMS if name not in payload]
+    if missing:
+        raise MalformedClaims("missing claim(s): " + ", ".join(missing))
+    sub = _str(payload["sub"], "sub", 20)
+    if not sub.isdigit():
+        raise MalformedClaims("claim sub must be a user id")
+    sid = _str(payload["sid"], "sid", 128)
+    if not valid_session_id(sid):
+        raise MalformedClaims("claim sid is not a valid agent session id")
+    raw_scopes = payload["scopes"]
+    if not isinstance(raw_scopes, list) or len(raw_scopes) > len(registry.ALL_SCOPES):
+        raise MalformedClaims("claim scopes must be a list")
+    if not all(isinstance(s, str) for s in raw_scopes):
+        raise MalformedClaims("claim scopes must hold strings")
+    try:
+        scopes = registry.validate(raw_scopes)
+    except registry.UnknownScopeError:
+        raise MalformedClaims("claim scopes holds an unknown scope") from None
+    act = payload["act"]
+    if not isinstance(act, dict):
+        raise MalformedClaims("claim act must be an object")
+    aud = payload["aud"]
+    if isinstance(aud, list):
+        if len(aud) != 1:
+            raise MalformedClaims("claim aud must name one audience")
+        aud = aud[0]
+    return AgentClaims(
+        issuer=_str(payload["iss"], "iss", 512),
+        audience=_str(aud, "aud", 512),
+        user_id=int(sub),
+        org_id=_int(payload["org"], "org"),
+        session_id=sid,
+        scopes=scopes,
+        actor=_str(act.get("sub"), "act.sub", ACTOR_MAX),
+        issued_at=_int(payload["iat"], "iat"),
+        expires_at=_int(payload["exp"], "exp"),
+        jti=_str(payload["jti"], "jti", 64),
+    )

@@ -1,0 +1,208 @@
+"""Minting and verifying agent capability tokens (``sga_`` + EdDSA JWS).
+
+Minting never widens: the scopes come from ``core.grants.mintable_scopes`` over the
+caller's assembled access. Verification is stateless (signature, ``alg``, ``kid``,
+``iss``, ``aud``, ``exp``/``iat``, claim types) plus the deny list; verified claims
+are cached per process until they expire, and the deny list is consulted on every use,
+so the cache never outlives a revocation.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scopegate.core import agent_token
+from scopegate.core.access import Access, Principal
+from scopegate.core.grants import mintable_scopes
+from scopegate.core.token_kinds import TokenKind
+from scopegate.services import audit
+from scopegate.services.authentication import AuthenticationFailed
+from scopegate.services.deny_list import DenyList
+from scopegate.services.errors import Forbidden, Invalid
+from scopegate.services.keys import KeyRing
+from scopegate.settings import Settings
+from scopegate.store.models import Organization, WriteGrant
+from scopegate.store.types import utcnow
+
+#: Clock skew tolerated on ``exp``/``iat``.
+LEEWAY_SECONDS = 10
+_CACHE_MAX = 50_000
+_PREFIX = TokenKind.AGENT.prefix
+
+
+def audience(settings: Settings) -> str:
+    return f"{settings.base_url}/api/0/"
+
+
+@dataclass(frozen=True)
+class MintedAgentToken:
+    token: str
+    claims: agent_token.AgentClaims
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.claims.expires_at, UTC)
+
+
+def live_grant(db: Session, org_id: int, user_id: int, session_id: str) -> WriteGrant | None:
+    return db.scalar(
+        select(WriteGrant).where(
+            WriteGrant.org_id == org_id,
+            WriteGrant.user_id == user_id,
+            WriteGrant.session_id == session_id,
+            WriteGrant.expires_at > utcnow(),
+        )
+    )
+
+
+def mint(
+    db: Session,
+    *,
+    settings: Settings,
+    keys: KeyRing,
+    org: Organization,
+    access: Access,
+    session_id: str,
+    requested: frozenset[str] | None,
+    ttl_seconds: int | None,
+    actor: str | None,
+    request: audit.RequestInfo | None = None,
+) -> MintedAgentToken:
+    """Mint an agent token for the person behind ``access`` in ``org``."""
+    principal = access.principal
+    if principal.kind not in (None, TokenKind.USER, TokenKind.OAUTH_ACCESS):
+        raise Forbidden("Only a person's credential can mint agent tokens.")
+    if principal.user_id is None:
+        raise Forbidden("Only a person's credential can mint agent tokens.")
+    if not org.agent_tokens_enabled:
+        raise Forbidden("Agent tokens are turned off for this organization.")
+    if not agent_token.valid_session_id(session_id):
+        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    ttl = settings.agent_token_ttl_seconds if ttl_seconds is None else ttl_seconds
+    if not 30 <= ttl <= settings.agent_token_max_ttl_seconds:
+        raise Invalid(f"ttlSeconds: between 30 and {settings.agent_token_max_ttl_seconds}")
+    grant = live_grant(db, org.id, principal.user_id, session_id)
+    scopes = mintable_scopes(access.scopes, grant.scopes if grant else None, requested)
+    actor = (actor or principal.act or "agent")[: agent_token.ACTOR_MAX]
+    now = int(time.time())
+    claims = agent_token.AgentClaims(
+        issuer=settings.issuer,
+        audience=audience(settings),
+        user_id=principal.user_id,
+        org_id=org.id,
+        session_id=session_id,
+        scopes=scopes,
+        actor=actor,
+        issued_at=now,
+        expires_at=now + ttl,
+        jti=secrets.token_urlsafe(16),
+    )
+    key = keys.active()
+    jws = jwt.encode(
+        claims.to_jwt(), key.key, algorithm=agent_token.ALGORITHM,
+        headers={"kid": key.kid, "typ": agent_token.TOKEN_TYPE},
+    )
+    audit.record(
+        db, audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
+        act=actor, scopes=scopes, request=request, detail=f"jti={claims.jti} ttl={ttl}",
+    )
+    return MintedAgentToken(token=_PREFIX + jws, claims=claims)
+
+
+class AgentTokenAuthenticator:
+    """The ``sga_`` authenticator of the chain."""
+
+    def __init__(self, settings: Settings, keys: KeyRing, deny_list: DenyList) -> None:
+        self._issuer = settings.issuer
+        self._audience = audience(settings)
+        self._max_ttl = settings.agent_token_max_ttl_seconds
+        self._keys = keys
+        self._deny = deny_list
+        self._cache: dict[str, agent_token.AgentClaims] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def max_ttl_seconds(self) -> int:
+        return self._max_ttl
+
+    def verify(self, token: str) -> agent_token.AgentClaims:
+        """Verified claims of ``token`` (without the deny-list check)."""
+        now = time.time()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at + LEEWAY_SECONDS > now:
+                return cached
+            with self._lock:
+                self._cache.pop(token, None)
+        claims = self._verify_signature(token[len(_PREFIX):])
+        with self._lock:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache = {t: c for t, c in self._cache.items() if c.expires_at > now}
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+            self._cache[token] = claims
+        return claims
+
+    def _verify_signature(self, jws: str) -> agent_token.AgentClaims:
+        try:
+            header = jwt.get_unverified_header(jws)
+        except jwt.PyJWTError:
+            raise AuthenticationFailed("The agent token is malformed.") from None
+        if header.get("alg") != agent_token.ALGORITHM:
+            raise AuthenticationFailed("The agent token is not signed with EdDSA.")
+        if header.get("typ") != agent_token.TOKEN_TYPE:
+            raise AuthenticationFailed("The agent token has the wrong type.")
+        kid = header.get("kid")
+        public = self._keys.public_key(kid) if isinstance(kid, str) and len(kid) <= 64 else None
+        if public is None:
+            raise AuthenticationFailed("The agent token was signed by an unknown key.")
+        try:
+            payload = jwt.decode(
+                jws,
+                key=public.key,
+                algorithms=[agent_token.ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed("The agent token expired.") from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationFailed("The agent token is for another audience.") from None
+        except jwt.InvalidIssuerError:
+            raise AuthenticationFailed("The agent token is from another issuer.") from None
+        except jwt.PyJWTError:
+            raise AuthenticationFailed("The agent token is invalid.") from None
+        try:
+            claims = agent_token.parse_claims(payload)
+        except agent_token.MalformedClaims:
+            raise AuthenticationFailed("The agent token's claims are malformed.") from None
+        if claims.expires_at - claims.issued_at > self._max_ttl + LEEWAY_SECONDS:
+            raise AuthenticationFailed("The agent token's lifetime is too long.")
+        if claims.issued_at > time.time() + LEEWAY_SECONDS:
+            raise AuthenticationFailed("The agent token was issued in the future.")
+        return claims
+
+    def __call__(self, db: Session, token: str) -> Principal:
+        claims = self.verify(token)
+        if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
+                                claims.issued_at):
+            raise AuthenticationFailed("The agent session was revoked.")
+        return Principal(
+            kind=TokenKind.AGENT,
+            credential_ref=f"agent_token:{claims.jti}",
+            user_id=claims.user_id,
+            org_id=claims.org_id,
+            scopes=claims.scopes,
+            agent_session=claims.session_id,
+            act=claims.actor,
+        )

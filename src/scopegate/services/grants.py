@@ -1,0 +1,228 @@
+"""Write grants: the write scopes a person approved for one agent session, until when.
+
+One row per ``(organization, user, agent session)`` (a unique constraint). Approving
+merges into that row under a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL;
+``BEGIN IMMEDIATE`` on SQLite, taken by the request); two first approvals racing to
+insert meet the unique constraint, and the loser retries as a merge. No outcome of the
+race is a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scopegate.core import agent_token
+from scopegate.core.grants import cap_approval, merge_grant
+from scopegate.core.roles import role_scopes
+from scopegate.services import audit, directory
+from scopegate.services.deny_list import DenyList
+from scopegate.services.errors import Conflict, Forbidden, Invalid, NotFound
+from scopegate.store.models import NAME_MAX, AuditEvent, Organization, WriteGrant
+from scopegate.store.types import utcnow
+
+#: Lifetimes offered on the approval page (seconds); the default is four hours.
+LIFETIME_CHOICES = {"15m": 15 * 60, "4h": 4 * 3600, "24h": 24 * 3600}
+DEFAULT_LIFETIME = "4h"
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Approval:
+    grant_id: int
+    scopes: frozenset[str]
+    #: What the approver asked for but does not hold: dropped, never stored.
+    dropped: frozenset[str]
+    expires_in: int
+
+
+def lifetime_seconds(choice: str | int, org: Organization) -> int:
+    """A lifetime choice, bounded by the organization's maximum."""
+    if isinstance(choice, str):
+        if choice not in LIFETIME_CHOICES:
+            raise Invalid("lifetime: choose one of " + ", ".join(LIFETIME_CHOICES))
+        seconds = LIFETIME_CHOICES[choice]
+    else:
+        seconds = choice
+    if seconds < 60:
+        raise Invalid("lifetime: at least 60 seconds")
+    return min(seconds, org.max_grant_seconds)
+
+
+def approve(
+    db: Session,
+    *,
+    org: Organization,
+    approver_id: int,
+    session_id: str,
+    requested: frozenset[str],
+    lifetime: int,
+    agent: str = "",
+    request: audit.RequestInfo | None = None,
+) -> Approval:
+    """Create or extend the grant for the approver's own agent session, in ``db``'s
+    transaction (on SQLite the caller holds the write lock: ``BEGIN IMMEDIATE``).
+
+    The stored scopes are ``requested`` capped at the approver's current role in
+    ``org``; nothing the approver lacks is ever stored. The existing row is locked
+    (``FOR UPDATE``) and merged; when there is none, the insert runs in a savepoint,
+    and losing the insert race to a concurrent approval means locking and merging
+    into the winner's row on the next pass.
+    """
+    if not agent_token.valid_session_id(session_id):
+        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    if not requested:
+        raise Invalid("scopes: name at least one scope to approve")
+    agent = agent[:NAME_MAX]
+    role = directory.role_in(db, org.id, approver_id)
+    if role is None:
+        raise NotFound("organization not found")
+    capped = cap_approval(requested, role_scopes(role))
+    if not capped:
+        raise Forbidden("You hold none of the requested scopes in this organization.")
+    for _ in range(MAX_ATTEMPTS):
+        now = utcnow()
+        expires = now + timedelta(seconds=lifetime)
+        row = _locked_grant(db, org.id, approver_id, session_id)
+        if row is not None:
+            live = row.expires_at > now
+            row.scopes = merge_grant(row.scopes if live else None, capped)
+            row.expires_at = max(row.expires_at, expires) if live else expires
+            row.updated_at = now
+            row.agent = agent or row.agent
+            db.flush()
+            break
+        row = WriteGrant(
+            org_id=org.id, user_id=approver_id, session_id=session_id, agent=agent,
+            scopes=capped, created_at=now, updated_at=now, expires_at=expires,
+        )
+        try:
+            with db.begin_nested():
+                db.add(row)
+            break
+        except IntegrityError:
+            continue  # a concurrent approval inserted first: lock its row and merge
+    else:
+        raise Conflict("Too many concurrent approvals for this session; try again.")
+    audit.record(
+        db, audit.Event.APPROVE, org_id=org.id, user_id=approver_id, session_id=session_id,
+        act=agent or None, scopes=capped, request=request, detail=f"lifetime={lifetime}s",
+    )
+    return Approval(row.id, frozenset(row.scopes), requested - capped, lifetime)
+
+
+def _locked_grant(db: Session, org_id: int, user_id: int, session_id: str) -> WriteGrant | None:
+    stmt = select(WriteGrant).where(
+        WriteGrant.org_id == org_id,
+        WriteGrant.user_id == user_id,
+        WriteGrant.session_id == session_id,
+    )
+    return db.scalar(stmt.with_for_update())
+
+
+def record_denial(
+    db: Session, *, org: Organization, user_id: int, session_id: str, scopes: frozenset[str],
+    agent: str = "", request: audit.RequestInfo | None = None,
+) -> None:
+    """Denying stores nothing but the audit event."""
+    audit.record(
+        db, audit.Event.DENY, org_id=org.id, user_id=user_id,
+        session_id=session_id[:128], act=agent[:NAME_MAX] or None, scopes=scopes,
+        request=request,
+    )
+
+
+def list_grants(db: Session, user_id: int, *, include_expired: bool = False) -> list[WriteGrant]:
+    stmt = select(WriteGrant).where(WriteGrant.user_id == user_id)
+    if not include_expired:
+        stmt = stmt.where(WriteGrant.expires_at > utcnow())
+    return list(db.scalars(stmt.order_by(WriteGrant.updated_at.desc()).limit(500)))
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    org_id: int
+    org_slug: str
+    session_id: str
+    agent: str | None
+    last_minted: object | None
+    grant: WriteGrant | None
+
+
+def list_sessions(db: Session, user_id: int, since_hours: int = 24) -> list[AgentSession]:
+    """My agent sessions: those with a live grant, and those that minted recently."""
+    since = utcnow() - timedelta(hours=since_hours)
+    minted = db.execute(
+        select(AuditEvent.org_id, AuditEvent.session_id, func.max(AuditEvent.created_at),
+               func.max(AuditEvent.act))
+        .where(AuditEvent.user_id == user_id, AuditEvent.event == audit.Event.MINT,
+               AuditEvent.created_at >= since, AuditEvent.session_id.is_not(None))
+        .group_by(AuditEvent.org_id, AuditEvent.session_id)
+        .limit(500)
+    ).all()
+    grants = {(g.org_id, g.session_id): g for g in list_grants(db, user_id)}
+    keys = {(row[0], row[1]): (row[2], row[3]) for row in minted}
+    for key, grant in grants.items():
+        keys.setdefault(key, (None, grant.agent or None))
+    slugs = dict(db.execute(select(Organization.id, Organization.slug)
+                            .where(Organization.id.in_({k[0] for k in keys}))).all())
+    sessions = [
+        AgentSession(org_id, slugs.get(org_id, "?"), sid, act, last, grants.get((org_id, sid)))
+        for (org_id, sid), (last, act) in keys.items() if org_id in slugs
+    ]
+    return sorted(sessions, key=lambda s: (s.org_slug, s.session_id))
+
+
+def revoke_session(
+    db: Session,
+    deny_list: DenyList,
+    *,
+    org: Organization,
+    user_id: int,
+    session_id: str,
+    deny_ttl_seconds: int,
+    request: audit.RequestInfo | None = None,
+) -> bool:
+    """Delete the session's grant and refuse its live tokens. Returns whether a grant existed.
+
+    The deny entry is written before the grant is deleted, so there is no moment when a
+    live token could still write after this call returns.
+    """
+    if not agent_token.valid_session_id(session_id):
+        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    deny_list.deny(db, org.id, user_id, session_id, deny_ttl_seconds)
+    result = db.execute(
+        delete(WriteGrant).where(
+            WriteGrant.org_id == org.id, WriteGrant.user_id == user_id,
+            WriteGrant.session_id == session_id,
+        )
+    )
+    audit.record(
+        db, audit.Event.REVOKE_SESSION, org_id=org.id, user_id=user_id, session_id=session_id,
+        request=request,
+    )
+    return bool(result.rowcount)
+
+
+def revoke_grant(
+    db: Session, deny_list: DenyList, *, grant_id: int, user_id: int, deny_ttl_seconds: int,
+    request: audit.RequestInfo | None = None,
+) -> None:
+    """Revoke one of my grants. A token cannot be partly revoked, so this also stops the
+    session's live tokens (the agent can mint read-only ones again)."""
+    grant = db.scalar(
+        select(WriteGrant).where(WriteGrant.id == grant_id, WriteGrant.user_id == user_id)
+    )
+    if grant is None:
+        raise NotFound("grant not found")
+    org = db.get(Organization, grant.org_id)
+    if org is None:
+        raise NotFound("grant not found")
+    revoke_session(
+        db, deny_list, org=org, user_id=user_id, session_id=grant.session_id,
+        deny_ttl_seconds=deny_ttl_seconds, request=request,
+    )

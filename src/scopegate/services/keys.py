@@ -1,0 +1,194 @@
+"""The Ed25519 key ring that signs agent tokens (RFC 8037 ``EdDSA``), kept in the database.
+
+Private keys are encrypted at rest with AES-256-GCM under a key derived (HKDF-SHA256)
+from the server secret, with the ``kid`` as associated data. Exactly one key is active
+(a partial unique index enforces it). ``rotate`` activates a new key and keeps the old
+public key published until every token it signed has expired.
+
+Each process caches the ring; it reloads after ``RELOAD_SECONDS`` or when a token names
+a ``kid`` it has not seen (at most once a second), so keys rotated by another process
+are picked up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwt.algorithms import OKPAlgorithm
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from scopegate.core.agent_token import ALGORITHM
+from scopegate.store.models import SigningKey
+from scopegate.store.types import utcnow
+
+RELOAD_SECONDS = 30.0
+UNKNOWN_KID_RELOAD_SECONDS = 1.0
+#: Old public keys outlive the longest token by this margin (clock leeway included).
+RETIRE_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kid: str
+    key: Ed25519PublicKey
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    kid: str
+    key: Ed25519PrivateKey
+
+
+class KeyEncryption:
+    """AES-GCM wrapping of private keys under a key derived from the server secret."""
+
+    def __init__(self, server_secret: str) -> None:
+        self._aead = AESGCM(
+            HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"scopegate signing-key encryption v1",
+            ).derive(server_secret.encode())
+        )
+
+    def seal(self, kid: str, private: Ed25519PrivateKey) -> bytes:
+        raw = private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, raw, kid.encode())
+
+    def open(self, kid: str, sealed: bytes) -> Ed25519PrivateKey:
+        raw = self._aead.decrypt(sealed[:12], sealed[12:], kid.encode())
+        return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def _public_bytes(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class KeyRing:
+    def __init__(self, factory: sessionmaker[Session], server_secret: str) -> None:
+        self._factory = factory
+        self._crypto = KeyEncryption(server_secret)
+        self._lock = threading.Lock()
+        self._active: ActiveKey | None = None
+        self._public: dict[str, PublicKey] = {}
+        self._loaded_at = float("-inf")
+        self._unknown_kid_at = float("-inf")
+
+    # -- reading -----------------------------------------------------------------
+    def _load(self) -> None:
+        with self._factory() as db:
+            rows = list(
+                db.scalars(
+                    select(SigningKey).where(
+                        or_(SigningKey.retire_after.is_(None), SigningKey.retire_after > utcnow())
+                    )
+                )
+            )
+        public = {
+            row.kid: PublicKey(row.kid, Ed25519PublicKey.from_public_bytes(row.public_key))
+            for row in rows
+        }
+        active_row = next((row for row in rows if row.active), None)
+        active = (
+            ActiveKey(active_row.kid, self._crypto.open(active_row.kid,
+                                                        active_row.private_key_encrypted))
+            if active_row is not None else None
+        )
+        self._public, self._active, self._loaded_at = public, active, time.monotonic()
+
+    def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > RELOAD_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded_at > RELOAD_SECONDS:
+                    self._load()
+
+    def active(self) -> ActiveKey:
+        """The signing key; created on first use when the ring is empty."""
+        self._fresh()
+        if self._active is None:
+            with self._lock:
+                if self._active is None:
+                    self._create_first()
+                    self._load()
+        if self._active is None:
+            raise RuntimeError("no active signing key")
+        return self._active
+
+    def public_key(self, kid: str) -> PublicKey | None:
+        """The public key for ``kid`` if it is still published."""
+        self._fresh()
+        found = self._public.get(kid)
+        if found is None and time.monotonic() - self._unknown_kid_at > UNKNOWN_KID_RELOAD_SECONDS:
+            with self._lock:
+                self._unknown_kid_at = time.monotonic()
+                self._load()
+            found = self._public.get(kid)
+        return found
+
+    def jwks(self) -> dict[str, list[dict[str, object]]]:
+        """The published public keys as an RFC 7517 JWK Set."""
+        self._fresh()
+        keys = []
+        for public in sorted(self._public.values(), key=lambda p: p.kid):
+            jwk = OKPAlgorithm.to_jwk(public.key, as_dict=True)
+            keys.append({**jwk, "kid": public.kid, "use": "sig", "alg": ALGORITHM})
+        return {"keys": keys}
+
+    # -- writing -----------------------------------------------------------------
+    def _new_row(self) -> SigningKey:
+        kid = secrets.token_urlsafe(12)
+        private = Ed25519PrivateKey.generate()
+        return SigningKey(
+            kid=kid,
+            private_key_encrypted=self._crypto.seal(kid, private),
+            public_key=_public_bytes(private.public_key()),
+            active=True,
+        )
+
+    def _create_first(self) -> None:
+        try:
+            with self._factory() as db, db.begin():
+                if db.scalar(select(SigningKey.kid).where(SigningKey.active)) is None:
+                    db.add(self._new_row())
+        except IntegrityError:
+            pass  # another process created it first; _load picks that one up
+
+    def rotate(self, db: Session, max_token_ttl_seconds: int) -> str:
+        """Make a new active key; retire the old one once its tokens have expired.
+
+        Runs in the caller's transaction (``db``); returns the new ``kid``.
+        """
+        now = utcnow()
+        db.execute(
+            update(SigningKey)
+            .where(SigningKey.active)
+            .values(
+                active=False,
+                retired_at=now,
+                retire_after=now + timedelta(seconds=max_token_ttl_seconds) + RETIRE_MARGIN,
+            )
+        )
+        db.flush()
+        row = self._new_row()
+        db.add(row)
+        db.flush()
+        return row.kid
+
+    def invalidate(self) -> None:
+        """Forget the cache; the next use reloads from the database."""
+        with self._lock:
+            self._loaded_at = float("-inf")

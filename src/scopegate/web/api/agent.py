@@ -1,0 +1,275 @@
+"""Agent capability tokens over HTTP: mint, approve (browser only), grants, sessions.
+
+A mint request::
+
+    POST /api/0/organizations/acme/agent/token/
+    Authorization: Bearer sgu_...
+    {"sessionId": "claude-42", "requestedScopes": ["event:read"], "agent": "claude"}
+
+    201 {"token": "sga_eyJ...", "expiresAt": "...", "scopes": ["event:read"],
+         "sessionId": "claude-42"}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import Field, field_validator
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from scopegate.core import scopes as registry
+from scopegate.core.access import Principal
+from scopegate.core.agent_token import SESSION_ID_RE
+from scopegate.core.challenges import Challenge
+from scopegate.core.permissions import Rule, ScopeMap, least_sufficient
+from scopegate.core.roles import role_scopes
+from scopegate.core.token_kinds import TokenKind
+from scopegate.services import agent_tokens, audit, directory, grants
+from scopegate.services.access import OrgAccess
+from scopegate.services.errors import Invalid
+from scopegate.settings import Settings
+from scopegate.store.models import AGENT_SESSION_MAX, NAME_MAX, Organization, WriteGrant
+from scopegate.web.agent_runtime import agent_runtime
+from scopegate.web.api.models import ApiInput, ApiModel
+from scopegate.web.auth import Authenticated, Permission, get_db, request_info
+from scopegate.web.runtime import runtime
+
+router = APIRouter(tags=["agent"])
+
+_PEOPLE = frozenset({None, TokenKind.USER, TokenKind.OAUTH_ACCESS})
+AGENT_TOKEN = ScopeMap({"POST": Rule((), "mint agent tokens")}, kinds=_PEOPLE)
+#: Approving is for a person in a browser session only: no bearer token of any kind.
+AGENT_APPROVE = ScopeMap({"POST": Rule((), "approve agent writes")}, kinds=frozenset({None}))
+AGENT_SESSION = ScopeMap({"DELETE": Rule((), "revoke agent sessions")}, kinds=_PEOPLE)
+MY_GRANTS = ScopeMap(
+    {"GET": Rule((), "list your agent grants"), "DELETE": Rule((), "revoke agent grants")},
+    org_scoped=False,
+    kinds=frozenset({None, TokenKind.USER}),
+)
+MAX_ID = 2**31 - 1
+ScopeName = Annotated[str, Field(max_length=32)]
+SessionId = Annotated[str, Field(min_length=1, max_length=AGENT_SESSION_MAX,
+                                 pattern=SESSION_ID_RE.pattern)]
+
+
+def _known(values: list[str] | None) -> list[str] | None:
+    if values is not None:
+        try:
+            registry.validate(values)
+        except registry.UnknownScopeError as error:
+            raise ValueError(str(error)) from None
+    return values
+
+
+class MintRequest(ApiInput):
+    session_id: SessionId
+    requested_scopes: list[ScopeName] | None = Field(default=None, max_length=64)
+    ttl_seconds: int | None = Field(default=None, ge=30, le=3600)
+    #: Who is acting (RFC 8693 ``act``): an agent's name, shown to the person.
+    agent: str | None = Field(default=None, min_length=1, max_length=64)
+
+    _scopes = field_validator("requested_scopes")(_known)
+
+
+class MintResponse(ApiModel):
+    token: str
+    expires_at: datetime
+    scopes: list[str]
+    session_id: str
+
+
+class ApproveRequest(ApiInput):
+    session_id: SessionId
+    scopes: list[ScopeName] = Field(min_length=1, max_length=64)
+    lifetime: str = Field(default=grants.DEFAULT_LIFETIME, max_length=8)
+    agent: str = Field(default="", max_length=NAME_MAX)
+
+    _scopes = field_validator("scopes")(_known)
+
+
+class ApproveResponse(ApiModel):
+    grant_id: str
+    session_id: str
+    scopes: list[str]
+    dropped_scopes: list[str]
+    expires_in: int
+
+
+class GrantOut(ApiModel):
+    id: str
+    organization: str
+    session_id: str
+    agent: str
+    scopes: list[str]
+    date_created: datetime
+    date_updated: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, grant: WriteGrant, org_slug: str) -> GrantOut:
+        return cls(
+            id=str(grant.id), organization=org_slug, session_id=grant.session_id,
+            agent=grant.agent, scopes=registry.ordered(grant.scopes),
+            date_created=grant.created_at, date_updated=grant.updated_at,
+            expires_at=grant.expires_at,
+        )
+
+
+def approval_url(
+    settings: Settings, org_slug: str, session_id: str, scopes: list[str], agent: str | None
+) -> str:
+    query = {"session": session_id, "scopes": " ".join(scopes)}
+    if agent:
+        query["agent"] = agent
+    return f"{settings.base_url}/organizations/{org_slug}/agent/approve?{urlencode(query)}"
+
+
+@router.post("/organizations/{org}/agent/token/", response_model=MintResponse, status_code=201)
+def mint_agent_token(
+    request: Request,
+    body: MintRequest,
+    oa: OrgAccess = Depends(Permission(AGENT_TOKEN)),
+    db: Session = Depends(get_db),
+) -> MintResponse:
+    """Mint a short-lived agent token: read scopes plus this session's live write grant,
+    within the caller's access, narrowed to ``requestedScopes``."""
+    agent = agent_runtime(request)
+    minted = agent_tokens.mint(
+        db,
+        settings=runtime(request).settings,
+        keys=agent.keys,
+        org=oa.org,
+        access=oa.access,
+        session_id=body.session_id,
+        requested=frozenset(body.requested_scopes) if body.requested_scopes is not None
+        else None,
+        ttl_seconds=body.ttl_seconds,
+        actor=body.agent,
+        request=request_info(request),
+    )
+    return MintResponse(
+        token=minted.token,
+        expires_at=minted.expires_at,
+        scopes=registry.ordered(minted.claims.scopes),
+        session_id=body.session_id,
+    )
+
+
+@router.post(
+    "/organizations/{org}/agent/approve/", response_model=ApproveResponse, status_code=201
+)
+def approve_agent_writes(
+    request: Request,
+    body: ApproveRequest,
+    oa: OrgAccess = Depends(Permission(AGENT_APPROVE)),
+    db: Session = Depends(get_db),
+) -> ApproveResponse:
+    """Approve write scopes for one of *my* agent sessions (browser session + CSRF only).
+    Scopes I do not hold are dropped and listed in ``droppedScopes``."""
+    user_id = oa.access.principal.user_id
+    if user_id is None:
+        raise Invalid("approval needs a person")
+    approval = grants.approve(
+        db,
+        org=oa.org,
+        approver_id=user_id,
+        session_id=body.session_id,
+        requested=frozenset(body.scopes),
+        lifetime=grants.lifetime_seconds(body.lifetime, oa.org),
+        agent=body.agent,
+        request=request_info(request),
+    )
+    return ApproveResponse(
+        grant_id=str(approval.grant_id),
+        session_id=body.session_id,
+        scopes=registry.ordered(approval.scopes),
+        dropped_scopes=registry.ordered(approval.dropped),
+        expires_in=approval.expires_in,
+    )
+
+
+@router.delete("/organizations/{org}/agent/sessions/{session_id}/", status_code=204)
+def revoke_agent_session(
+    request: Request,
+    session_id: str = Path(max_length=AGENT_SESSION_MAX),
+    oa: OrgAccess = Depends(Permission(AGENT_SESSION)),
+    db: Session = Depends(get_db),
+) -> None:
+    """Delete the session's grant and stop its live tokens (within the deny-list cache
+    window, at most ``SCOPEGATE_DENY_LIST_CACHE_SECONDS`` in other processes)."""
+    agent = agent_runtime(request)
+    grants.revoke_session(
+        db, agent.deny_list, org=oa.org, user_id=directory.get_user(db, oa.access.principal
+                                                                     .user_id).id,
+        session_id=session_id, deny_ttl_seconds=agent.deny_ttl_seconds,
+        request=request_info(request),
+    )
+
+
+@router.get("/agent/grants/", response_model=list[GrantOut])
+def list_my_grants(
+    principal: Principal = Depends(Authenticated(MY_GRANTS)), db: Session = Depends(get_db)
+) -> list[GrantOut]:
+    user = directory.get_user(db, principal.user_id)
+    rows = grants.list_grants(db, user.id)
+    slugs = {org.id: org.slug for org in db.query(Organization).filter(
+        Organization.id.in_({g.org_id for g in rows}))}
+    return [GrantOut.of(g, slugs.get(g.org_id, "")) for g in rows]
+
+
+@router.delete("/agent/grants/{grant_id}/", status_code=204)
+def revoke_my_grant(
+    request: Request,
+    grant_id: int = Path(ge=1, le=MAX_ID),
+    principal: Principal = Depends(Authenticated(MY_GRANTS)),
+    db: Session = Depends(get_db),
+) -> None:
+    agent = agent_runtime(request)
+    grants.revoke_grant(
+        db, agent.deny_list, grant_id=grant_id, user_id=directory.get_user(db,
+                                                                           principal.user_id).id,
+        deny_ttl_seconds=agent.deny_ttl_seconds, request=request_info(request),
+    )
+
+
+def on_insufficient_scope(
+    request: Request, db: Session, oa: OrgAccess, sufficient: tuple[str, ...],
+    challenge: Challenge,
+) -> Challenge:
+    """For an agent token, add where its person can approve the missing scope.
+
+    Computed, not stored: the only write on this path is the audit event.
+    """
+    principal = oa.access.principal
+    if principal.kind is not TokenKind.AGENT or principal.agent_session is None:
+        return challenge
+    role = oa.access.role
+    scope = least_sufficient(sufficient, role_scopes(role)) if role is not None else None
+    body = dict(challenge.body)
+    if scope is None:
+        body["approval"] = None
+        body["detail"] = (
+            "The agent token lacks a scope this request needs, and its person's role "
+            "does not hold one either."
+        )
+    else:
+        body["approval"] = {
+            "url": approval_url(runtime(request).settings, oa.org.slug,
+                                principal.agent_session, [scope], principal.act),
+            "scopes": [scope],
+            "sessionId": principal.agent_session,
+        }
+        body["detail"] = (
+            "The agent token lacks a scope this request needs. Ask its person to approve "
+            "it at approval.url, then mint a new token."
+        )
+    audit.record_denial(
+        db, audit.Event.CHALLENGE, org_id=oa.org.id, user_id=principal.user_id,
+        session_id=principal.agent_session, act=principal.act, scopes=sufficient,
+        request=request_info(request), detail=f"{request.method} {request.url.path}"[:512],
+    )
+    return Challenge(challenge.status, challenge.headers, body)

@@ -1,0 +1,192 @@
+"""The person's side of agent writes: the approval page, my agent sessions, the audit log.
+
+Approval is a CSRF-protected form POST from a first-party browser session. The grant
+is recorded for the logged-in approver and capped at their scopes, so a link crafted
+by someone else can only let a person approve for their own agent session.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from scopegate.core import scopes as registry
+from scopegate.core.access import Principal
+from scopegate.core.agent_token import valid_session_id
+from scopegate.core.permissions import actions_for_scope
+from scopegate.core.roles import role_scopes
+from scopegate.services import audit, grants
+from scopegate.services.access import OrgAccess, access_for
+from scopegate.services.errors import ServiceError
+from scopegate.store.models import AGENT_SESSION_MAX, NAME_MAX, SLUG_MAX
+from scopegate.web.agent_runtime import agent_runtime
+from scopegate.web.api.audit import AUDIT_LOG
+from scopegate.web.auth import declared_scope_maps, get_db, request_info
+from scopegate.web.ui.rendering import templates
+from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
+
+router = APIRouter(include_in_schema=False)
+
+
+def _render(request: Request, name: str, status_code: int = 200, **ctx: object) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def _problem(request: Request, me: WebUser, status: int, title: str, message: str) -> HTMLResponse:
+    return _render(request, "error.html", status, me=me, title=title, message=message)
+
+
+def _org_access(db: Session, me: WebUser, org: str, request: Request) -> OrgAccess:
+    principal = Principal(kind=None, credential_ref=f"web_session:user:{me.user.id}",
+                          user_id=me.user.id)
+    return access_for(db, principal, org, request_info(request))
+
+
+def _scope_rows(request: Request, requested: frozenset[str], held: frozenset[str]) -> list[dict]:
+    maps = declared_scope_maps(request.app.routes)
+    return [
+        {
+            "scope": scope,
+            "description": registry.DESCRIPTIONS[scope],
+            "actions": actions_for_scope(scope, maps),
+            "held": scope in held,
+        }
+        for scope in registry.ordered(requested)
+    ]
+
+
+@router.get("/organizations/{org}/agent/approve", response_class=HTMLResponse)
+def approval_page(
+    request: Request,
+    org: str,
+    session: str = Query(default="", max_length=AGENT_SESSION_MAX),
+    scopes: str = Query(default="", max_length=1024),
+    agent: str = Query(default="", max_length=NAME_MAX),
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> HTMLResponse:
+    """What the agent asks for, what each scope lets it do, for how long; Approve/Deny."""
+    if len(org) > SLUG_MAX:
+        return _problem(request, me, 404, "Not found", "No such organization.")
+    if not valid_session_id(session):
+        return _problem(request, me, 400, "Invalid approval link",
+                        "The link names no valid agent session.")
+    try:
+        requested = registry.parse(scopes)
+    except registry.UnknownScopeError as error:
+        return _problem(request, me, 400, "Invalid approval link", str(error))
+    if not requested:
+        return _problem(request, me, 400, "Invalid approval link", "The link names no scopes.")
+    try:
+        oa = _org_access(db, me, org, request)
+    except ServiceError:
+        return _problem(request, me, 404, "Not found", "No such organization.")
+    held = role_scopes(oa.access.role) if oa.access.role else frozenset()
+    choices = [
+        (key, seconds, seconds <= oa.org.max_grant_seconds)
+        for key, seconds in grants.LIFETIME_CHOICES.items()
+    ]
+    return _render(
+        request, "approve.html", me=me, org=oa.org, session_id=session, agent=agent,
+        rows=_scope_rows(request, requested, held), choices=choices,
+        default_lifetime=grants.DEFAULT_LIFETIME,
+        grantable=any(scope in held for scope in requested),
+    )
+
+
+@router.post("/organizations/{org}/agent/approve", response_class=HTMLResponse)
+def approval_decision(
+    request: Request,
+    org: str,
+    session: Annotated[str, Form(max_length=AGENT_SESSION_MAX)],
+    decision: Annotated[str, Form(max_length=16)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    scopes: Annotated[list[str] | None, Form(max_length=64)] = None,
+    agent: Annotated[str, Form(max_length=NAME_MAX)] = "",
+    lifetime: Annotated[str, Form(max_length=8)] = grants.DEFAULT_LIFETIME,
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    check_form_csrf(request, me, csrf_token)
+    if request.headers.get("authorization"):
+        return _problem(request, me, 403, "Not allowed", "Approvals are made by a person in "
+                        "the browser, never with a token.")
+    try:
+        requested = registry.validate(scopes or [])
+        oa = _org_access(db, me, org[:SLUG_MAX + 1], request)
+        if decision == "deny":
+            grants.record_denial(db, org=oa.org, user_id=me.user.id, session_id=session,
+                                 scopes=requested, agent=agent, request=request_info(request))
+            return _render(request, "approve_done.html", me=me, org=oa.org, approved=False,
+                           session_id=session, agent=agent)
+        if decision != "approve":
+            return _problem(request, me, 400, "Invalid decision", "Choose Approve or Deny.")
+        approval = grants.approve(
+            db, org=oa.org, approver_id=me.user.id, session_id=session,
+            requested=requested, lifetime=grants.lifetime_seconds(lifetime, oa.org),
+            agent=agent, request=request_info(request),
+        )
+    except registry.UnknownScopeError as error:
+        return _problem(request, me, 400, "Invalid request", str(error))
+    except ServiceError as error:
+        return _problem(request, me, error.status, "Could not approve", error.detail)
+    return _render(
+        request, "approve_done.html", 201, me=me, org=oa.org, approved=True,
+        session_id=session, agent=agent, scopes=registry.ordered(approval.scopes),
+        dropped=registry.ordered(approval.dropped), expires_in=approval.expires_in,
+    )
+
+
+@router.get("/agent/sessions", response_class=HTMLResponse)
+def my_agent_sessions(
+    request: Request, me: WebUser = Depends(web_user), db: Session = Depends(get_db)
+) -> HTMLResponse:
+    return _render(request, "sessions.html", me=me,
+                   sessions=grants.list_sessions(db, me.user.id))
+
+
+@router.post("/agent/sessions/revoke")
+def revoke_agent_session(
+    request: Request,
+    org: Annotated[str, Form(max_length=SLUG_MAX)],
+    session: Annotated[str, Form(max_length=AGENT_SESSION_MAX)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    check_form_csrf(request, me, csrf_token)
+    try:
+        oa = _org_access(db, me, org, request)
+        agent = agent_runtime(request)
+        grants.revoke_session(db, agent.deny_list, org=oa.org, user_id=me.user.id,
+                              session_id=session, deny_ttl_seconds=agent.deny_ttl_seconds,
+                              request=request_info(request))
+    except ServiceError as error:
+        return _problem(request, me, error.status, "Could not revoke", error.detail)
+    return RedirectResponse("/agent/sessions", status_code=303)
+
+
+@router.get("/organizations/{org}/audit-log", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    org: str,
+    event: str = Query(default="", max_length=32),
+    page: int = Query(default=1, ge=1, le=100_000),
+    me: WebUser = Depends(web_user),
+    db: Session = Depends(get_db),
+) -> HTMLResponse:
+    try:
+        oa = _org_access(db, me, org[:SLUG_MAX + 1], request)
+    except ServiceError:
+        return _problem(request, me, 404, "Not found", "No such organization.")
+    if not AUDIT_LOG.decide("GET", oa.access.scopes).allowed:
+        return _problem(request, me, 403, "Not allowed",
+                        "Reading the audit log needs org:write (manager or owner).")
+    flt = audit.AuditFilter(event=event if event in audit.Event.ALL else None)
+    rows = audit.list_events(db, oa.org.id, flt, limit=100, offset=(page - 1) * 100)
+    return _render(request, "audit.html", me=me, org=oa.org, rows=rows, event=flt.event,
+                   events=audit.Event.ALL, page=page)
