@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_AGENT_TOKEN_TTL = 3600
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> Settings:
+        if self.agent_token_ttl_seconds > self.agent_token_max_ttl_seconds:
+            raise ValueError("agent_token_ttl_seconds must not exceed agent_token_max_ttl_seconds")
+        return self
 
     @property
     def secure_cookies(self) -> bool:

@@ -28,7 +28,8 @@ project_app = typer.Typer(help="Projects.", no_args_is_help=True)
 issue_app = typer.Typer(help="Issues.", no_args_is_help=True)
 token_app = typer.Typer(help="User tokens.", no_args_is_help=True)
 orgtoken_app = typer.Typer(help="Org tokens.", no_args_is_help=True)
-for name, sub in [("user", user_app), ("org", org_app), ("member", member_app),
+keys_app = typer.Typer(help="Agent-token signing keys.", no_args_is_help=True)
+for name, sub in [("keys", keys_app), ("user", user_app), ("org", org_app), ("member", member_app),
                   ("project", project_app), ("issue", issue_app), ("token", token_app),
                   ("orgtoken", orgtoken_app)]:
     app.add_typer(sub, name=name)
@@ -172,6 +173,36 @@ def orgtoken_create(org: str, name: str = "") -> None:
             db, directory.get_org(db, org), None, settings.base_url, name=name
         )
         typer.echo(minted.token)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new active signing key. Old public keys stay published (JWKS) until every
+    token they signed has expired."""
+    from scopegate.services import audit
+    from scopegate.services.keys import KeyRing
+
+    settings = get_settings()
+    with store(settings) as db:
+        ring = KeyRing(make_sessionmaker(db.get_bind()), settings.secret())
+        kid = ring.rotate(db, settings.agent_token_max_ttl_seconds)
+        audit.record(db, audit.Event.KEY_ROTATE, org_id=None, user_id=None, detail=f"kid={kid}")
+    console.print(f"new active key: {kid}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List signing keys: kid, state, and until when a retired key stays published."""
+    from sqlalchemy import select
+
+    from scopegate.store.models import SigningKey
+
+    with store() as db:
+        for key in db.scalars(select(SigningKey).order_by(SigningKey.created_at)):
+            state = "active" if key.active else (
+                f"retired, published until {key.retire_after:%Y-%m-%d %H:%M UTC}"
+                if key.retire_after else "inactive")
+            console.print(f"{key.kid}  created {key.created_at:%Y-%m-%d %H:%M UTC}  {state}")
 
 
 if __name__ == "__main__":
