@@ -28,6 +28,9 @@ TOKEN_TYPE: Final = "sg-agent+jwt"  # noqa: S105 - a JWS "typ", not a secret
 SESSION_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 ACTOR_MAX: Final = 128
 REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "org", "sid", "scopes", "act", "iat", "exp", "jti")
+#: User ids are 32-bit database keys; a larger ``sub`` names nobody (and must not reach SQL).
+USER_ID_RE: Final = re.compile(r"[1-9][0-9]{0,9}")
+USER_ID_MAX: Final = 2**31 - 1
 
 
 class MalformedClaims(ValueError):
@@ -63,7 +66,8 @@ class AgentClaims:
 
 
 def valid_session_id(value: str) -> bool:
-    return bool(SESSION_ID_RE.match(value))
+    # fullmatch: with match(), "$" also matches before a trailing newline ("s1\n").
+    return bool(SESSION_ID_RE.fullmatch(value))
 
 
 def _int(value: object, name: str) -> int:
@@ -84,7 +88,8 @@ def parse_claims(payload: dict[str, Any]) -> AgentClaims:
     if missing:
         raise MalformedClaims("missing claim(s): " + ", ".join(missing))
     sub = _str(payload["sub"], "sub", 20)
-    if not sub.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "٣".
+    if not USER_ID_RE.fullmatch(sub) or int(sub) > USER_ID_MAX:
         raise MalformedClaims("claim sub must be a user id")
     sid = _str(payload["sid"], "sid", 128)
     if not valid_session_id(sid):

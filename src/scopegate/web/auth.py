@@ -29,7 +29,6 @@ from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import Forbidden
 from scopegate.services.web_sessions import session_user
-from scopegate.store.db import SQLITE_IMMEDIATE
 from scopegate.store.models import SLUG_MAX
 from scopegate.web.cookies import CSRF_HEADER
 from scopegate.web.runtime import runtime
@@ -48,17 +47,13 @@ class ChallengeError(Exception):
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the endpoint returns.
-
-    On SQLite a state-changing request takes the write lock at BEGIN (``BEGIN
-    IMMEDIATE``): a deferred transaction that reads and then writes fails at once when
-    another writer committed in between. Records that must outlive a rollback (denial
-    audit events) and last-used times are written in a short transaction afterwards.
+    """The request's session. Endpoints commit it in their own thread
+    (``web/transactions.py``); this teardown only ends what is left: a rollback after
+    an error. Records that must outlive a rollback (denial audit events) and last-used
+    times are written in a short transaction afterwards.
     """
     rt = runtime(request)
     session = rt.factory()
-    if request.method not in SAFE_METHODS and rt.engine.dialect.name == "sqlite":
-        session.connection(execution_options={SQLITE_IMMEDIATE: True})
     try:
         yield session
         session.commit()

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+DETAIL = "request body too large"
 
-class _TooLarge(Exception):
-    pass
+
+class _TooLarge(HTTPException):
+    """Raised from ``receive``. An ``HTTPException``, so that FastAPI's body parsing
+    passes it on (it turns any other error there into a 400) and it is answered 413."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=DETAIL)
 
 
 class BodyLimitMiddleware:
@@ -55,7 +62,7 @@ class BodyLimitMiddleware:
 
 
 async def _reject(send: Send) -> None:
-    body = json.dumps({"detail": "request body too large"}).encode()
+    body = json.dumps({"detail": DETAIL}).encode()
     await send(
         {
             "type": "http.response.start",

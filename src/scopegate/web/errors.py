@@ -10,6 +10,7 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -49,6 +50,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"invalid request: {fields}", "errors": errors}, status_code=400
         )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (e.g. a NUL character on
+        # PostgreSQL): the client's fault, so 400. The SQL and its values are not logged.
+        log.info("database refused a value on %s %r", request.method, request.url.path)
+        return JSONResponse({"detail": "invalid request: a value is not acceptable"},
+                            status_code=400)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:

@@ -37,8 +37,9 @@ from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import Authenticated, Permission, get_db, request_info
 from scopegate.web.runtime import runtime
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter(tags=["agent"])
+router = APIRouter(route_class=TransactionalRoute, tags=["agent"])
 
 _PEOPLE = frozenset({None, TokenKind.USER, TokenKind.OAUTH_ACCESS})
 AGENT_TOKEN = ScopeMap({"POST": Rule((), "mint agent tokens")}, kinds=_PEOPLE)

@@ -16,8 +16,9 @@ from scopegate.services.errors import Invalid
 from scopegate.store.models import AGENT_SESSION_MAX, AuditEvent
 from scopegate.web.api.models import ApiModel
 from scopegate.web.auth import Permission, get_db
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(route_class=TransactionalRoute, tags=["audit"])
 
 AUDIT_LOG = ScopeMap({"GET": Rule((s.ORG_WRITE, s.ORG_ADMIN), "read the audit log")})
 

@@ -18,8 +18,9 @@ from scopegate.services.issues import IssueStatus
 from scopegate.store.models import EMAIL_MAX, TITLE_MAX, Issue
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import Permission, get_db
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter(tags=["issues"])
+router = APIRouter(route_class=TransactionalRoute, tags=["issues"])
 
 _READ = (s.EVENT_READ, s.EVENT_WRITE, s.EVENT_ADMIN)
 ISSUES = ScopeMap({"GET": Rule(_READ, "view issues")})

@@ -16,8 +16,9 @@ from scopegate.services.access import OrgAccess
 from scopegate.store.models import NAME_MAX, SLUG_MAX, Organization, Project
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import Authenticated, Permission, get_db
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionalRoute)
 
 MY_ORGANIZATIONS = ScopeMap(
     {"GET": Rule((), "list the organizations you belong to")}, org_scoped=False

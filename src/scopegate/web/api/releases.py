@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as s
@@ -15,10 +15,11 @@ from scopegate.core.permissions import Rule, ScopeMap
 from scopegate.services import releases
 from scopegate.services.access import OrgAccess
 from scopegate.store.models import SLUG_MAX, VERSION_MAX, Release
-from scopegate.web.api.models import ApiInput, ApiModel
+from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
 from scopegate.web.auth import Permission, get_db
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter(tags=["releases"])
+router = APIRouter(route_class=TransactionalRoute, tags=["releases"])
 
 _READ = (s.PROJECT_READ, s.PROJECT_RELEASES, s.PROJECT_WRITE, s.PROJECT_ADMIN, s.ORG_CI)
 _WRITE = (s.PROJECT_RELEASES, s.PROJECT_WRITE, s.PROJECT_ADMIN, s.ORG_CI)
@@ -60,13 +61,13 @@ class ReleaseCreate(ApiInput):
     version: str = VersionStr
     projects: list[Slug] = SlugList
     ref: str | None = Field(default=None, max_length=VERSION_MAX)
-    date_released: AwareDatetime | None = None
+    date_released: UtcDateTime | None = None
 
 
 class ReleaseUpdate(ApiInput):
     ref: str | None = Field(default=None, max_length=VERSION_MAX)
     projects: list[Slug] | None = Field(default=None, min_length=1, max_length=100)
-    date_released: AwareDatetime | None = None
+    date_released: UtcDateTime | None = None
 
 
 @router.get("/organizations/{org}/releases/", response_model=list[ReleaseOut])

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -24,11 +24,12 @@ from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
-from scopegate.web.api.models import ApiInput, ApiModel
+from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
 from scopegate.web.auth import Authenticated, Permission, get_db
 from scopegate.web.runtime import runtime
+from scopegate.web.transactions import TransactionalRoute
 
-router = APIRouter(tags=["tokens"])
+router = APIRouter(route_class=TransactionalRoute, tags=["tokens"])
 
 _PEOPLE = frozenset({None, TokenKind.USER, TokenKind.OAUTH_ACCESS})
 USER_TOKENS = ScopeMap(
@@ -82,7 +83,7 @@ class TokenCreated(TokenOut):
 class UserTokenCreate(ApiInput):
     scopes: list[ScopeName] = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=NAME_MAX)
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDateTime | None = None
 
 
 class OrgTokenCreate(ApiInput):

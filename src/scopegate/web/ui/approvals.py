@@ -26,10 +26,11 @@ from scopegate.store.models import AGENT_SESSION_MAX, NAME_MAX, SLUG_MAX
 from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.audit import AUDIT_LOG
 from scopegate.web.auth import declared_scope_maps, get_db, request_info
+from scopegate.web.transactions import TransactionalRoute
 from scopegate.web.ui.rendering import templates
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 
 def _render(request: Request, name: str, status_code: int = 200, **ctx: object) -> HTMLResponse:

@@ -20,10 +20,11 @@ from scopegate.store.models import EMAIL_MAX, NAME_MAX
 from scopegate.store.types import utcnow
 from scopegate.web.auth import get_db
 from scopegate.web.runtime import runtime
+from scopegate.web.transactions import TransactionalRoute
 from scopegate.web.ui.rendering import templates
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "sg_login_csrf"
 EXPIRY_CHOICES = {"": None, "1d": timedelta(days=1), "30d": timedelta(days=30),

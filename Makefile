@@ -1,0 +1,61 @@
+# scopegate: `make serve` runs the demo server, `make test` runs lint and the test suite.
+#
+# Both create .venv on first use and reinstall the package only when pyproject.toml is
+# newer than the stamp file, so repeated runs start at once.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.scopegate-installed
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The public URL `make serve` announces (issuer, links) unless SCOPEGATE_BASE_URL is set.
+# A wildcard bind is announced as loopback.
+DEFAULT_BASE_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
+
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k browser -x"`.
+PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
+
+.PHONY: help serve test lint bench venv clean distclean
+
+help:
+	@echo "make serve   migrate, seed the demo organization, serve on http://$(HOST):$(PORT)"
+	@echo "make test    ruff + pytest (-n $(PYTEST_WORKERS))"
+	@echo "make lint    ruff only"
+	@echo "make bench   authentication/authorization cost and HTTP throughput figures"
+	@echo "make clean   remove caches and build output (distclean also removes .venv)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+serve: $(STAMP)
+	SCOPEGATE_BASE_URL="$${SCOPEGATE_BASE_URL:-$(DEFAULT_BASE_URL)}" \
+	  $(BIN)/scopegate serve --demo --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+# pytest exits 5 when it collected no tests: treat that as a failure too, with a reason.
+test: lint
+	@status=0; $(BIN)/pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python bench/authz.py
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f $(STAMP)
+
+distclean: clean
+	rm -rf $(VENV)
