@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scopegate.core.access import Access, Principal, Refusal, assemble_access
+from scopegate.core.roles import Role
 from scopegate.services import audit
-from scopegate.services.directory import role_in
 from scopegate.services.errors import NotFound
-from scopegate.store.models import SLUG_MAX, Organization
+from scopegate.store.models import SLUG_MAX, Member, Organization, User
 
 log = logging.getLogger("scopegate.security")
 
@@ -28,6 +28,29 @@ class OrgAccess:
     access: Access
 
 
+def _org_and_role(
+    db: Session, org_slug: str, user_id: int | None
+) -> tuple[Organization, Role | None] | None:
+    """The organization and the active user's role in it, in one query."""
+    if user_id is None:
+        org = db.scalar(select(Organization).where(Organization.slug == org_slug))
+        return (org, None) if org is not None else None
+    member = (
+        select(Member.org_id, Member.role)
+        .join(User, User.id == Member.user_id)
+        .where(Member.user_id == user_id, User.is_active)
+        .subquery()
+    )
+    row = db.execute(
+        select(Organization, member.c.role)
+        .outerjoin(member, member.c.org_id == Organization.id)
+        .where(Organization.slug == org_slug)
+    ).first()
+    if row is None:
+        return None
+    return row[0], Role(row[1]) if row[1] else None
+
+
 def access_for(
     db: Session, principal: Principal, org_slug: str, request: audit.RequestInfo | None = None
 ) -> OrgAccess:
@@ -36,12 +59,10 @@ def access_for(
     Raises ``NotFound`` alike for an unknown organization, one the person is not a
     member of, and one the credential is not bound to: no existence leak.
     """
-    org = None
-    if len(org_slug) <= SLUG_MAX:
-        org = db.scalar(select(Organization).where(Organization.slug == org_slug))
-    if org is None:
+    found = _org_and_role(db, org_slug, principal.user_id) if len(org_slug) <= SLUG_MAX else None
+    if found is None:
         raise NotFound("organization not found")
-    role = role_in(db, org.id, principal.user_id) if principal.user_id is not None else None
+    org, role = found
     result = assemble_access(principal, org.id, role)
     if result is Refusal.OTHER_ORG:
         log.warning(

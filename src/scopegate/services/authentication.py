@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from scopegate.core.access import Principal
 from scopegate.core.token_kinds import TokenKind
 from scopegate.services import credentials
-from scopegate.store.models import OrgToken, User, UserToken
+from scopegate.store.models import OrgToken, UserToken
 from scopegate.store.types import utcnow
 
 #: Longest bearer string considered at all (agent JWS included).
@@ -37,15 +37,15 @@ class Authenticator:
 
 
 def authenticate_user_token(db: Session, token: str) -> Principal:
-    row = credentials.find_by_secret(db, UserToken, token)
-    if row is None:
+    found = credentials.find_user_token(db, token)
+    if found is None:
         raise AuthenticationFailed("The access token is invalid.")
+    row, user_active = found
     if row.revoked_at is not None:
         raise AuthenticationFailed("The access token was revoked.")
     if row.expires_at is not None and row.expires_at <= utcnow():
         raise AuthenticationFailed("The access token expired.")
-    user = db.get(User, row.user_id)
-    if user is None or not user.is_active:
+    if not user_active:
         raise AuthenticationFailed("The access token is invalid.")
     credentials.touch_last_used(db, UserToken, row.id)
     return Principal(

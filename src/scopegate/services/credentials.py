@@ -143,6 +143,19 @@ def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: 
     return row
 
 
+def find_user_token(db: Session, token: str) -> tuple[UserToken, bool] | None:
+    """The user token matching ``token`` and whether its user is active (one query)."""
+    digest = token_hash(token)
+    found = db.execute(
+        select(UserToken, User.is_active)
+        .join(User, User.id == UserToken.user_id)
+        .where(UserToken.token_hash == digest)
+    ).first()
+    if found is None or not hmac.compare_digest(found[0].token_hash, digest):
+        return None
+    return found[0], bool(found[1])
+
+
 _touched: dict[tuple[str, int], float] = {}
 _touched_lock = threading.Lock()
 TOUCH_KEY = "scopegate.credentials.touch"
