@@ -7,16 +7,24 @@ from ``SCOPEGATE_TEST_REDIS_URL``. Without them a test skips with the reason, un
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import os
 import re
+import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jwt
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -26,8 +34,9 @@ from scopegate.services import credentials, directory, issues
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine
 from scopegate.store.migrate import upgrade
-from scopegate.store.models import Base
+from scopegate.store.models import Base, User
 from scopegate.web.app import create_app
+from scopegate.web.cookies import CSRF_HEADER
 
 PG_URL = os.environ.get("SCOPEGATE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("SCOPEGATE_TEST_REDIS_URL")
@@ -162,29 +171,8 @@ class World:
 
 
 def build_world(session: Session) -> World:
-    world = World()
-    users = {
-        role: directory.create_user(session, World.email(role), PASSWORD, name=role.value)
-        for role in Role
-    }
-    outsider = directory.create_user(session, "owner@globex.test", PASSWORD, name="globex")
-    acme = directory.create_org(session, "acme", users[Role.OWNER], name="Acme")
-    for role, user in users.items():
-        if role is not Role.OWNER:
-            directory.add_member(session, acme, user, role)
-    globex = directory.create_org(session, "globex", outsider, name="Globex")
-    web = directory.create_project(session, acme, "web")
-    directory.create_project(session, acme, "api")
-    backend = directory.create_project(session, globex, "backend")
-    world.issue_ids = [
-        issues.create_issue(session, web, f"Issue {n}").id for n in range(3)
-    ]
-    world.globex_issue_id = issues.create_issue(session, backend, "Globex issue").id
-    world.users = {role.value: user.id for role, user in users.items()}
-    world.users["outsider"] = outsider.id
-    world.orgs = {"acme": acme.id, "globex": globex.id}
-    session.commit()
-    return world
+    """The standard world; see ``build_world_quick`` (one precomputed Argon2 hash)."""
+    return build_world_quick(session)
 
 
 @pytest.fixture
@@ -243,3 +231,128 @@ def parse_challenge(header: str | None) -> dict[str, str]:
     assert header is not None, "no WWW-Authenticate header"
     assert _CHALLENGE.fullmatch(header), f"not an RFC 6750 challenge: {header!r}"
     return dict(re.findall(r'([a-z_]+)="([^"\\]*)"', header))
+
+
+# --- Agent capability tokens (helpers for tests/test_agent_*.py and test_grant_race.py) ---
+
+AGENT_MINT_PATH = "/api/0/organizations/{org}/agent/token/"
+AGENT_APPROVE_PATH = "/api/0/organizations/{org}/agent/approve/"
+
+
+@functools.cache
+def password_hash() -> str:
+    """A real Argon2id hash of ``PASSWORD`` at low cost, computed once per process.
+
+    The production hasher costs about 0.3 s a hash (and as much per login) here;
+    ``build_world_quick`` stores this one hash for every user instead. Logging in still
+    verifies it with Argon2 for real: the parameters travel inside the hash string.
+    """
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+
+
+def build_world_quick(session: Session) -> World:
+    """``build_world`` with the same users, organizations, projects and issues, whose
+    users share one precomputed password hash (see ``password_hash``)."""
+    world = World()
+    users = {}
+    for role in Role:
+        user = User(email=World.email(role), name=role.value, password_hash=password_hash())
+        session.add(user)
+        users[role] = user
+    outsider = User(email="owner@globex.test", name="globex", password_hash=password_hash())
+    session.add(outsider)
+    session.flush()
+    acme = directory.create_org(session, "acme", users[Role.OWNER], name="Acme")
+    for role, user in users.items():
+        if role is not Role.OWNER:
+            directory.add_member(session, acme, user, role)
+    globex = directory.create_org(session, "globex", outsider, name="Globex")
+    web = directory.create_project(session, acme, "web")
+    directory.create_project(session, acme, "api")
+    backend = directory.create_project(session, globex, "backend")
+    world.issue_ids = [issues.create_issue(session, web, f"Issue {n}").id for n in range(3)]
+    world.globex_issue_id = issues.create_issue(session, backend, "Globex issue").id
+    world.users = {role.value: user.id for role, user in users.items()}
+    world.users["outsider"] = outsider.id
+    world.orgs = {"acme": acme.id, "globex": globex.id}
+    session.commit()
+    return world
+
+
+def mint_agent(
+    client: TestClient, headers: dict[str, str], org: str = "acme", **body: object
+) -> Response:
+    """``POST`` the mint endpoint; ``body`` is the JSON (``sessionId`` defaults to "s1")."""
+    body.setdefault("sessionId", "s1")
+    return client.post(AGENT_MINT_PATH.format(org=org), json=body, headers=headers)
+
+
+def agent_token_for(
+    client: TestClient, headers: dict[str, str], org: str = "acme", **body: object
+) -> str:
+    """Mint and return just the token, failing on anything but 201."""
+    response = mint_agent(client, headers, org, **body)
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def approve_via_api(
+    client: TestClient, csrf: str, scopes: list[str], org: str = "acme",
+    session: str = "s1", **body: object,
+) -> Response:
+    """Approve from the logged-in browser session of ``client`` (``X-CSRF-Token``)."""
+    return client.post(
+        AGENT_APPROVE_PATH.format(org=org),
+        json={"sessionId": session, "scopes": scopes, **body},
+        headers={CSRF_HEADER: csrf},
+    )
+
+
+def agent_claims(app: FastAPI, user_id: int, org_id: int, **overrides: object) -> dict:
+    """Claims of a valid agent token for ``app`` (override or drop with ``None``)."""
+    settings = app.state.runtime.settings
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": settings.issuer,
+        "aud": f"{settings.base_url}/api/0/",
+        "sub": str(user_id),
+        "org": org_id,
+        "sid": "s1",
+        "scopes": ["event:read", "org:read"],
+        "act": {"sub": "test-agent"},
+        "iat": now,
+        "exp": now + 300,
+        "jti": secrets.token_urlsafe(16),
+    }
+    claims.update(overrides)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign_agent_token(
+    app: FastAPI, claims: dict, *, headers: dict[str, object] | None = None,
+    key: object = None, algorithm: str = "EdDSA",
+) -> str:
+    """``sga_`` + a JWS of ``claims`` signed with the app's active key (or ``key``).
+
+    EdDSA tokens are assembled by hand (RFC 7515 compact form, Ed25519 over
+    ``header.payload``), so any header or claim value can be signed, however wrong;
+    other algorithms go through PyJWT. A header value of ``None`` drops that parameter.
+    """
+    active = app.state.runtime.extras["agent"].keys.active()
+    header: dict[str, object] = {"alg": algorithm, "kid": active.kid, "typ": "sg-agent+jwt"}
+    header.update(headers or {})
+    header = {name: value for name, value in header.items() if value is not None}
+    signer = active.key if key is None else key
+    if algorithm != "EdDSA":
+        return "sga_" + jwt.encode(claims, signer, algorithm=algorithm, headers=header)
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    signature = signer.sign(signing_input.encode())  # type: ignore[attr-defined]
+    return f"sga_{signing_input}.{_b64url(signature)}"

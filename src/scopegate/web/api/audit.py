@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as s
@@ -14,7 +13,7 @@ from scopegate.services import audit
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Invalid
 from scopegate.store.models import AGENT_SESSION_MAX, AuditEvent
-from scopegate.web.api.models import ApiModel
+from scopegate.web.api.models import ApiModel, UtcDateTime
 from scopegate.web.auth import Permission, get_db
 from scopegate.web.transactions import TransactionalRoute
 
@@ -51,8 +50,8 @@ def list_audit_events(
     event: str | None = Query(default=None, max_length=32),
     user_id: int | None = Query(default=None, ge=1, le=2**31 - 1, alias="userId"),
     session_id: str | None = Query(default=None, max_length=AGENT_SESSION_MAX, alias="sessionId"),
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: UtcDateTime | None = None,
+    until: UtcDateTime | None = None,
     page: int = Query(default=1, ge=1, le=100_000),
     per_page: int = Query(default=50, ge=1, le=200, alias="perPage"),
     oa: OrgAccess = Depends(Permission(AUDIT_LOG)),

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, Form, Path
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -145,7 +145,7 @@ def create_token(
 @router.post("/account/tokens/{token_id}/revoke")
 def revoke_token(
     request: Request,
-    token_id: int,
+    token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     me: WebUser = Depends(web_user),
     db: Session = Depends(get_db),
