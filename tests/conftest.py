@@ -122,9 +122,10 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        database_url=database_url, secret_key=SECRET, base_url=BASE_URL, **overrides
-    )
+    values: dict[str, object] = {
+        "database_url": database_url, "secret_key": SECRET, "base_url": BASE_URL, **overrides
+    }
+    return Settings(**values)
 
 
 @pytest.fixture

@@ -291,7 +291,8 @@ def test_agent_tokens_can_be_turned_off_for_an_org(
     client: TestClient, db: Session, world: World
 ) -> None:
     person = bearer(member_token(db))
-    assert mint_agent(client, person).status_code == 201
+    live = agent_token_for(client, person)
+    assert client.get("/api/0/organizations/acme/issues/", headers=bearer(live)).status_code == 200
     owner = bearer(user_token(db, OWNER, {"org:write"}))
     turned_off = client.put("/api/0/organizations/acme/", json={"agentTokensEnabled": False},
                             headers=owner)
@@ -301,6 +302,10 @@ def test_agent_tokens_can_be_turned_off_for_an_org(
     refused = mint_agent(client, person)
     assert refused.status_code == 403, refused.text
     assert "turned off" in refused.json()["detail"]
+    # Tokens minted before are stopped too, as an RFC 6750 invalid_token.
+    stopped = client.get("/api/0/organizations/acme/issues/", headers=bearer(live))
+    assert stopped.status_code == 401, stopped.text
+    assert 'error="invalid_token"' in stopped.headers["www-authenticate"]
     # Other organizations are unaffected.
     outsider = bearer(user_token(db, "owner@globex.test", {"event:read"}))
     assert mint_agent(client, outsider, org="globex").status_code == 201

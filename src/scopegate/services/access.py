@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from scopegate.core.access import Access, Principal, Refusal, assemble_access
 from scopegate.core.roles import Role
+from scopegate.core.token_kinds import TokenKind
 from scopegate.services import audit
+from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import NotFound
 from scopegate.store.models import SLUG_MAX, Member, Organization, User
 
@@ -57,7 +59,9 @@ def access_for(
     """The access ``principal`` holds in the organization ``org_slug``.
 
     Raises ``NotFound`` alike for an unknown organization, one the person is not a
-    member of, and one the credential is not bound to: no existence leak.
+    member of, and one the credential is not bound to: no existence leak; and
+    ``AuthenticationFailed`` for an agent token of an organization that turned agent
+    tokens off.
     """
     found = _org_and_role(db, org_slug, principal.user_id) if len(org_slug) <= SLUG_MAX else None
     if found is None:
@@ -84,4 +88,7 @@ def access_for(
         raise NotFound("organization not found")
     if isinstance(result, Refusal):
         raise NotFound("organization not found")
+    if principal.kind is TokenKind.AGENT and not org.agent_tokens_enabled:
+        # Turning agent tokens off stops the live ones too, not only new mints.
+        raise AuthenticationFailed("Agent tokens are turned off for this organization.")
     return OrgAccess(org=org, access=result)

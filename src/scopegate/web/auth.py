@@ -145,7 +145,11 @@ class Permission:
         principal: Principal = Depends(get_principal),
     ) -> OrgAccess:
         _check_kind(self.scope_map, principal)
-        org_access = access_for(db, principal, org, request_info(request))
+        try:
+            org_access = access_for(db, principal, org, request_info(request))
+        except AuthenticationFailed as failure:
+            realm = runtime(request).settings.realm
+            raise ChallengeError(invalid_token(failure.description, realm)) from None
         decision = self.scope_map.decide(request.method, org_access.access.scopes)
         if not decision.allowed:
             challenge = insufficient_scope(decision.sufficient, runtime(request).settings.realm)
