@@ -59,3 +59,12 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Agent-token costs: verification in process, and mint/s with 10 thousand vs 1 million
+# write_grants rows on PostgreSQL (SCOPEGATE_BENCH_DATABASE_URL, default
+# postgres@127.0.0.1:5432; scratch databases are created and dropped).
+# `make bench-agent BENCH_AGENT_ARGS=--quick` uses smaller sizes.
+BENCH_AGENT_ARGS ?=
+.PHONY: bench-agent
+bench-agent: $(STAMP)
+	$(BIN)/python bench/agent.py $(BENCH_AGENT_ARGS)

@@ -195,7 +195,7 @@ class AgentTokenAuthenticator:
     def __call__(self, db: Session, token: str) -> Principal:
         claims = self.verify(token)
         if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
-                                claims.issued_at):
+                                claims.issued_at, db):
             raise AuthenticationFailed("The agent session was revoked.")
         return Principal(
             kind=TokenKind.AGENT,

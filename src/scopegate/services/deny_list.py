@@ -52,13 +52,20 @@ class DenyList:
             self._cache[key] = (revoked_at, time.monotonic())
         return revoked_at
 
-    def revoked_at(self, org_id: int, user_id: int, session_id: str) -> int | None:
+    def revoked_at(
+        self, org_id: int, user_id: int, session_id: str, db: Session | None = None
+    ) -> int | None:
         key = _key(org_id, user_id, session_id)
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and now - cached[1] < self._cache_seconds:
             return cached[0]
-        raw = (self._redis or self._sql).get(key)
+        if self._redis is not None:
+            raw = self._redis.get(key)
+        elif db is not None:
+            raw = self._sql.get_in(db, key)
+        else:
+            raw = self._sql.get(key)
         value = int(raw) if raw is not None and raw.isdigit() else None
         with self._lock:
             if len(self._cache) > _MAX_CACHE:
@@ -66,6 +73,9 @@ class DenyList:
             self._cache[key] = (value, now)
         return value
 
-    def is_denied(self, org_id: int, user_id: int, session_id: str, issued_at: int) -> bool:
-        revoked = self.revoked_at(org_id, user_id, session_id)
+    def is_denied(
+        self, org_id: int, user_id: int, session_id: str, issued_at: int,
+        db: Session | None = None,
+    ) -> bool:
+        revoked = self.revoked_at(org_id, user_id, session_id, db)
         return revoked is not None and issued_at <= revoked

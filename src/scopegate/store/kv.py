@@ -32,9 +32,14 @@ class SQLKV:
 
     def get(self, key: str) -> str | None:
         with self._factory() as session:
-            row = session.execute(
-                select(KVEntry.value, KVEntry.expires_at).where(KVEntry.key == key)
-            ).first()
+            return self.get_in(session, key)
+
+    @staticmethod
+    def get_in(session: Session, key: str) -> str | None:
+        """``get`` on the caller's session (no second connection checkout)."""
+        row = session.execute(
+            select(KVEntry.value, KVEntry.expires_at).where(KVEntry.key == key)
+        ).first()
         if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
             return None
         return row.value
