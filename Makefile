@@ -25,6 +25,7 @@ help:
 	@echo "make test    ruff + pytest (-n $(PYTEST_WORKERS))"
 	@echo "make lint    ruff only"
 	@echo "make bench   authentication/authorization cost and HTTP throughput figures"
+	@echo "make bench-agent   agent-token verify cost; mint rate at 10k vs 1M grant rows (PostgreSQL)"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
