@@ -33,7 +33,7 @@ from conftest import make_settings
 from scopegate.web.app import create_app
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Playwright
+    from playwright.sync_api import Browser, Page, Playwright
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_SECONDS = 15.0
@@ -90,9 +90,7 @@ def live_app(database_url: str) -> Iterator[LiveServer]:
     """scopegate on ``database_url`` (already migrated), with the test settings."""
 
     def make_app(base_url: str) -> FastAPI:
-        # make_settings pins base_url to the TestClient's; a live server has its own.
-        settings = make_settings(database_url).model_copy(update={"base_url": base_url})
-        return create_app(settings, migrate=False)
+        return create_app(make_settings(database_url, base_url=base_url), migrate=False)
 
     with live_server(make_app) as server:
         yield server
@@ -125,3 +123,22 @@ def chromium(playwright: Playwright) -> Iterator[Browser]:
         yield browser
     finally:
         browser.close()
+
+
+@contextmanager
+def browser_page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context and page, 1200x900, 10 s default timeout."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, chromium(playwright) as launched:
+        yield launched

@@ -14,16 +14,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 import spec
-from conftest import PASSWORD, World, build_world_quick, make_settings, user_token
-from live_server import LiveServer, chromium, live_server
+from conftest import PASSWORD, World, build_world_quick, user_token
+from live_server import LiveServer, browser_page, launched_chromium, live_app
 from scopegate.store.models import AuditEvent, WriteGrant
 from scopegate.store.types import utcnow
-from scopegate.web.app import create_app
 
 pytestmark = pytest.mark.browser
 
@@ -35,12 +33,7 @@ SCREENSHOTS = os.environ.get("SCOPEGATE_SCREENSHOTS")
 
 @pytest.fixture
 def server(sqlite_url: str) -> Iterator[LiveServer]:
-    def make_app(base_url: str) -> FastAPI:
-        # make_settings pins base_url to the TestClient's; the live server has its own.
-        settings = make_settings(sqlite_url).model_copy(update={"base_url": base_url})
-        return create_app(settings, migrate=False)
-
-    with live_server(make_app) as running:
+    with live_app(sqlite_url) as running:
         yield running
 
 
@@ -52,16 +45,14 @@ def world(server: LiveServer) -> World:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright, chromium(playwright) as launched:
+    with launched_chromium() as launched:
         yield launched
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def _shot(page: Page, name: str) -> None:

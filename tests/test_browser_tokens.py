@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conftest import PASSWORD, World, build_world
-from live_server import LiveServer, chromium, live_app
+from live_server import LiveServer, browser_page, launched_chromium, live_app
 from scopegate.core import scopes as s
 from scopegate.core.roles import Role
 
@@ -35,16 +35,14 @@ def server(sqlite_url: str) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright, chromium(playwright) as launched:
+    with launched_chromium() as launched:
         yield launched
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def _shot(page: Page, name: str) -> None:

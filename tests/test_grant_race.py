@@ -16,14 +16,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
 import spec
-from conftest import PASSWORD, World, build_world_quick, make_settings
-from live_server import LiveServer, live_server
+from conftest import PASSWORD, World, build_world_quick
+from live_server import LiveServer, live_app
 from scopegate.store.models import AuditEvent, WriteGrant
-from scopegate.web.app import create_app
 
 OWNER_SCOPES = sorted(spec.ROLE_SCOPES["owner"])
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -32,12 +30,7 @@ _SCOPE_CODE = re.compile(r'<code class="scope">([a-z:]+)</code>')
 
 @pytest.fixture
 def server(database_url: str) -> Iterator[LiveServer]:
-    def make_app(base_url: str) -> FastAPI:
-        # make_settings pins base_url to the TestClient's; the live server has its own.
-        settings = make_settings(database_url).model_copy(update={"base_url": base_url})
-        return create_app(settings, migrate=False)
-
-    with live_server(make_app) as running:
+    with live_app(database_url) as running:
         with running.app.state.runtime.factory() as session:
             build_world_quick(session)
         yield running

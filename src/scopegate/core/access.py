@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from scopegate.core import scopes as registry
@@ -34,7 +34,6 @@ class Principal:
     #: Agent tokens: the agent session, the actor, the token id and expiry.
     agent_session: str | None = None
     act: str | None = None
-    claims: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_session(self) -> bool:

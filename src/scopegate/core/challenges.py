@@ -28,7 +28,6 @@ from scopegate.core.scopes import format_scopes
 
 INVALID_TOKEN = "invalid_token"  # noqa: S105 - an RFC 6750 error code
 INSUFFICIENT_SCOPE = "insufficient_scope"
-INVALID_REQUEST = "invalid_request"
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,19 @@ class Authenticator:
     authenticate: Callable[[Session, str], Principal]
 
 
+def _check_live(row: UserToken | OrgToken) -> None:
+    if row.revoked_at is not None:
+        raise AuthenticationFailed("The access token was revoked.")
+    if isinstance(row, UserToken) and row.expires_at is not None and row.expires_at <= utcnow():
+        raise AuthenticationFailed("The access token expired.")
+
+
 def authenticate_user_token(db: Session, token: str) -> Principal:
     found = credentials.find_user_token(db, token)
     if found is None:
         raise AuthenticationFailed("The access token is invalid.")
     row, user_active = found
-    if row.revoked_at is not None:
-        raise AuthenticationFailed("The access token was revoked.")
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        raise AuthenticationFailed("The access token expired.")
+    _check_live(row)
     if not user_active:
         raise AuthenticationFailed("The access token is invalid.")
     credentials.touch_last_used(db, UserToken, row.id)
@@ -60,8 +64,7 @@ def authenticate_org_token(db: Session, token: str) -> Principal:
     row = credentials.find_by_secret(db, OrgToken, token)
     if row is None:
         raise AuthenticationFailed("The access token is invalid.")
-    if row.revoked_at is not None:
-        raise AuthenticationFailed("The access token was revoked.")
+    _check_live(row)
     credentials.touch_last_used(db, OrgToken, row.id)
     return Principal(
         kind=TokenKind.ORG,

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 
 from scopegate.core import org_token_format
@@ -27,6 +27,7 @@ from scopegate.store.types import utcnow
 
 ORG_TOKEN_SCOPES = frozenset({registry.ORG_CI})
 LAST_USED_INTERVAL_SECONDS = 60.0
+TokenModel = type[UserToken] | type[OrgToken]
 
 
 def token_hash(token: str) -> str:
@@ -70,26 +71,24 @@ def create_user_token(
     return Minted(token, row)
 
 
-def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
-    return list(
-        db.scalars(
-            select(UserToken)
-            .where(UserToken.user_id == user_id, UserToken.revoked_at.is_(None))
-            .order_by(UserToken.id)
-        )
-    )
+def _live(model: TokenModel, owner: ColumnElement[bool]) -> Select:
+    return select(model).where(owner, model.revoked_at.is_(None)).order_by(model.id)
 
 
-def revoke_user_token(db: Session, user_id: int, token_id: int) -> None:
-    row = db.scalar(
-        select(UserToken).where(
-            UserToken.id == token_id, UserToken.user_id == user_id, UserToken.revoked_at.is_(None)
-        )
-    )
+def _revoke(db: Session, model: TokenModel, owner: ColumnElement[bool], token_id: int) -> None:
+    row = db.scalar(_live(model, owner).where(model.id == token_id))
     if row is None:
         raise NotFound("token not found")
     row.revoked_at = utcnow()
     db.flush()
+
+
+def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
+    return list(db.scalars(_live(UserToken, UserToken.user_id == user_id)))
+
+
+def revoke_user_token(db: Session, user_id: int, token_id: int) -> None:
+    _revoke(db, UserToken, UserToken.user_id == user_id, token_id)
 
 
 def create_org_token(
@@ -113,25 +112,11 @@ def create_org_token(
 
 
 def list_org_tokens(db: Session, org_id: int) -> list[OrgToken]:
-    return list(
-        db.scalars(
-            select(OrgToken)
-            .where(OrgToken.org_id == org_id, OrgToken.revoked_at.is_(None))
-            .order_by(OrgToken.id)
-        )
-    )
+    return list(db.scalars(_live(OrgToken, OrgToken.org_id == org_id)))
 
 
 def revoke_org_token(db: Session, org_id: int, token_id: int) -> None:
-    row = db.scalar(
-        select(OrgToken).where(
-            OrgToken.id == token_id, OrgToken.org_id == org_id, OrgToken.revoked_at.is_(None)
-        )
-    )
-    if row is None:
-        raise NotFound("token not found")
-    row.revoked_at = utcnow()
-    db.flush()
+    _revoke(db, OrgToken, OrgToken.org_id == org_id, token_id)
 
 
 def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: str):
@@ -159,7 +144,6 @@ def find_user_token(db: Session, token: str) -> tuple[UserToken, bool] | None:
 _touched: dict[tuple[str, int], float] = {}
 _touched_lock = threading.Lock()
 TOUCH_KEY = "scopegate.credentials.touch"
-TokenModel = type[UserToken] | type[OrgToken]
 
 
 def touch_last_used(db: Session, model: TokenModel, row_id: int) -> None:

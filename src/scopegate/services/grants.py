@@ -186,6 +186,7 @@ def revoke_session(
     session_id: str,
     deny_ttl_seconds: int,
     request: audit.RequestInfo | None = None,
+    event: str = audit.Event.REVOKE_SESSION,
 ) -> bool:
     """Delete the session's grant and refuse its live tokens. Returns whether a grant existed.
 
@@ -202,8 +203,7 @@ def revoke_session(
         )
     )
     audit.record(
-        db, audit.Event.REVOKE_SESSION, org_id=org.id, user_id=user_id, session_id=session_id,
-        request=request,
+        db, event, org_id=org.id, user_id=user_id, session_id=session_id, request=request
     )
     return bool(result.rowcount)
 
@@ -224,5 +224,5 @@ def revoke_grant(
         raise NotFound("grant not found")
     revoke_session(
         db, deny_list, org=org, user_id=user_id, session_id=grant.session_id,
-        deny_ttl_seconds=deny_ttl_seconds, request=request,
+        deny_ttl_seconds=deny_ttl_seconds, request=request, event=audit.Event.REVOKE,
     )

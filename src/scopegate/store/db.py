@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -51,23 +49,3 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session], *, immediate: bool = False) -> Iterator[Session]:
-    """A session in one transaction: commit on success, roll back on any error.
-
-    ``immediate`` takes SQLite's write lock at BEGIN; on PostgreSQL it changes nothing
-    (use ``SELECT ... FOR UPDATE`` there).
-    """
-    session = factory()
-    try:
-        if immediate and session.get_bind().dialect.name == "sqlite":
-            session.connection(execution_options={SQLITE_IMMEDIATE: True})
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from scopegate.services.errors import ServiceError
 from scopegate.web.auth import ChallengeError
-from scopegate.web.ui.rendering import templates
+from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import CsrfFailed, LoginRequired
 
 log = logging.getLogger("scopegate.web")
@@ -70,12 +70,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfFailed)
     async def _csrf(request: Request, _: CsrfFailed) -> Response:
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"title": "Form expired", "message": "The form was missing its CSRF token or it "
-             "did not match your session. Reload the page and try again."},
-            status_code=403,
+        return render(
+            request, "error.html", 403, title="Form expired",
+            message="The form was missing its CSRF token or it did not match your session. "
+            "Reload the page and try again.",
         )
 
     @app.exception_handler(HTTPException)

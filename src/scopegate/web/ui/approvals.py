@@ -27,18 +27,14 @@ from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.audit import AUDIT_LOG
 from scopegate.web.auth import declared_scope_maps, get_db, request_info
 from scopegate.web.transactions import TransactionalRoute
-from scopegate.web.ui.rendering import templates
+from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 
-def _render(request: Request, name: str, status_code: int = 200, **ctx: object) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
-
-
 def _problem(request: Request, me: WebUser, status: int, title: str, message: str) -> HTMLResponse:
-    return _render(request, "error.html", status, me=me, title=title, message=message)
+    return render(request, "error.html", status, me=me, title=title, message=message)
 
 
 def _org_access(db: Session, me: WebUser, org: str, request: Request) -> OrgAccess:
@@ -91,7 +87,7 @@ def approval_page(
         (key, seconds, seconds <= oa.org.max_grant_seconds)
         for key, seconds in grants.LIFETIME_CHOICES.items()
     ]
-    return _render(
+    return render(
         request, "approve.html", me=me, org=oa.org, session_id=session, agent=agent,
         rows=_scope_rows(request, requested, held), choices=choices,
         default_lifetime=grants.DEFAULT_LIFETIME,
@@ -122,7 +118,7 @@ def approval_decision(
         if decision == "deny":
             grants.record_denial(db, org=oa.org, user_id=me.user.id, session_id=session,
                                  scopes=requested, agent=agent, request=request_info(request))
-            return _render(request, "approve_done.html", me=me, org=oa.org, approved=False,
+            return render(request, "approve_done.html", me=me, org=oa.org, approved=False,
                            session_id=session, agent=agent)
         if decision != "approve":
             return _problem(request, me, 400, "Invalid decision", "Choose Approve or Deny.")
@@ -135,7 +131,7 @@ def approval_decision(
         return _problem(request, me, 400, "Invalid request", str(error))
     except ServiceError as error:
         return _problem(request, me, error.status, "Could not approve", error.detail)
-    return _render(
+    return render(
         request, "approve_done.html", 201, me=me, org=oa.org, approved=True,
         session_id=session, agent=agent, scopes=registry.ordered(approval.scopes),
         dropped=registry.ordered(approval.dropped), expires_in=approval.expires_in,
@@ -146,7 +142,7 @@ def approval_decision(
 def my_agent_sessions(
     request: Request, me: WebUser = Depends(web_user), db: Session = Depends(get_db)
 ) -> HTMLResponse:
-    return _render(request, "sessions.html", me=me,
+    return render(request, "sessions.html", me=me,
                    sessions=grants.list_sessions(db, me.user.id))
 
 
@@ -189,5 +185,5 @@ def audit_page(
                         "Reading the audit log needs org:write (manager or owner).")
     flt = audit.AuditFilter(event=event if event in audit.Event.ALL else None)
     rows = audit.list_events(db, oa.org.id, flt, limit=100, offset=(page - 1) * 100)
-    return _render(request, "audit.html", me=me, org=oa.org, rows=rows, event=flt.event,
+    return render(request, "audit.html", me=me, org=oa.org, rows=rows, event=flt.event,
                    events=audit.Event.ALL, page=page)

@@ -21,7 +21,7 @@ from scopegate.store.types import utcnow
 from scopegate.web.auth import get_db
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
-from scopegate.web.ui.rendering import templates
+from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
@@ -30,9 +30,6 @@ LOGIN_CSRF_COOKIE = "sg_login_csrf"
 EXPIRY_CHOICES = {"": None, "1d": timedelta(days=1), "30d": timedelta(days=30),
                   "90d": timedelta(days=90)}
 
-
-def render(request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
 @router.get("/", response_class=RedirectResponse)
