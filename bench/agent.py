@@ -39,20 +39,17 @@ from importlib import metadata
 
 import httpx
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
 
+from harness import HOST, Timing, scratch_database, settings_for, summarize, table
 from scopegate.core import scopes as registry
 from scopegate.services import agent_tokens, credentials, directory, grants
 from scopegate.services.access import OrgAccess, access_for
-from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.migrate import upgrade
 from scopegate.web.app import build_runtime, create_app
 from scopegate.web.runtime import Runtime
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-HOST = "127.0.0.1"
-SECRET = "bench-secret-not-for-production-0123456789abcdef"
 ORG = "acme"
 EXTRA_ORGS = ("initech", "umbrella", "hooli")
 OWNER_EMAIL = "owner@acme.test"
@@ -90,10 +87,6 @@ FULL = Plan(iterations=5_000, mint_iterations=1_200, http_requests=500,
             sizes=(10_000, 1_000_000), filler_users=1_000)
 QUICK = Plan(iterations=1_000, mint_iterations=300, http_requests=150,
              sizes=(2_000, 100_000), filler_users=100)
-
-
-def settings_for(url: str, base_url: str = f"http://{HOST}") -> Settings:
-    return Settings(database_url=url, secret_key=SECRET, base_url=base_url, log_level="WARNING")
 
 
 # --- environment ---------------------------------------------------------------------------
@@ -162,23 +155,6 @@ def round_trips(url: str, count: int = 300) -> str:
 
 
 # --- database ------------------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database(admin_url: str, suffix: str) -> Iterator[str]:
-    """A fresh database beside ``admin_url``'s, dropped afterwards."""
-    base = make_url(admin_url)
-    name = f"scopegate_bench_agent_{os.getpid()}_{suffix}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass(frozen=True)
@@ -294,21 +270,6 @@ def grow_grants(engine: Engine, seeded: Seeded, target: int) -> None:
 
 
 # --- timing helpers --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    median_us: float
-    p95_us: float
-    iterations: int
-
-
-def summarize(samples: list[float]) -> Timing:
-    return Timing(
-        median_us=statistics.median(samples),
-        p95_us=statistics.quantiles(samples, n=100)[94],
-        iterations=len(samples),
-    )
 
 
 def sample_calls(rt: Runtime, calls: list[Callable[..., object]], *, hold_connection: bool,
@@ -592,19 +553,6 @@ def drive(base_url: str, headers: dict[str, str], requests: int) -> Throughput:
 # --- report ------------------------------------------------------------------------------------
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
 @dataclass
 class Target:
     """One scratch database at one ``write_grants`` size, its runtime and its server."""
@@ -660,7 +608,7 @@ def run(admin_url: str, plan: Plan) -> None:
     with ExitStack() as stack:
         targets = []
         for rows in plan.sizes:
-            url = stack.enter_context(scratch_database(admin_url, f"{rows}"))
+            url = stack.enter_context(scratch_database(admin_url, f"scopegate_bench_agent_{rows}"))
             seeded = seed(url, plan.filler_users)
             rt = build_runtime(settings_for(url), migrate=False)
             stack.callback(rt.engine.dispose)

@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,16 +30,14 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from harness import HOST, Timing, scratch_database, settings_for, summarize, table
 from scopegate.core.access import Principal
 from scopegate.core.permissions import ScopeMap
 from scopegate.core.roles import Role
 from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.demo import DEMO_ORG, DEMO_USERS, seed_demo
-from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.migrate import upgrade
 from scopegate.web.api import issues, releases
@@ -55,15 +52,9 @@ HTTP_REQUESTS = 2_000
 HTTP_WARMUP = 100
 HTTP_CLIENTS = 4
 HTTP_SECONDS_MAX = 5.0
-HOST = "127.0.0.1"
-SECRET = "bench-secret-not-for-production-0123456789abcdef"
 ISSUES_PATH = "/api/0/organizations/{org}/issues/"
 USER_TOKEN_SCOPES = frozenset({"org:read", "project:read", "event:read", "event:write"})
 OWNER = DEMO_USERS[Role.OWNER]
-
-
-def settings_for(url: str, base_url: str = f"http://{HOST}") -> Settings:
-    return Settings(database_url=url, secret_key=SECRET, base_url=base_url, log_level="WARNING")
 
 
 # --- databases --------------------------------------------------------------------------
@@ -97,31 +88,7 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite:///{Path(folder) / 'bench.db'}"
 
 
-@contextmanager
-def postgres_database(base_url: str) -> Iterator[str]:
-    """A scratch database next to ``base_url``'s, dropped afterwards."""
-    base = make_url(base_url)
-    name = f"{base.database or 'postgres'}_sgbench_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 # --- (a) in process ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    median_us: float
-    p95_us: float
-    iterations: int
 
 
 def time_decision(url: str, token: str, scope_map: ScopeMap, method: str) -> Timing:
@@ -149,11 +116,7 @@ def time_decision(url: str, token: str, scope_map: ScopeMap, method: str) -> Tim
                 samples.append(elapsed / 1000)
     finally:
         rt.engine.dispose()
-    return Timing(
-        median_us=statistics.median(samples),
-        p95_us=statistics.quantiles(samples, n=100)[94],
-        iterations=len(samples),
-    )
+    return summarize(samples)
 
 
 # --- (b) over HTTP -----------------------------------------------------------------------
@@ -319,19 +282,6 @@ def http_throughput(url: str, token: str) -> dict[str, Throughput]:
 # --- report ------------------------------------------------------------------------------
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
 def run_backend(label: str, url: str) -> tuple[list[list[str]], list[list[str]]]:
     tokens = seed(url)
     cases: list[tuple[str, str, ScopeMap, str]] = [
@@ -363,7 +313,7 @@ def main() -> None:
     ]
     pg = os.environ.get("SCOPEGATE_BENCH_DATABASE_URL")
     if pg:
-        backends.append(("postgresql", lambda: postgres_database(pg)))
+        backends.append(("postgresql", lambda: scratch_database(pg, "scopegate_bench_authz")))
     print(
         f"scopegate authz bench: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{ITERATIONS} iterations in process, {HTTP_REQUESTS} requests x {HTTP_CLIENTS} "

@@ -1,0 +1,67 @@
+"""What the benchmark scripts share: settings, scratch databases, timings, tables."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from scopegate.settings import Settings
+
+HOST = "127.0.0.1"
+SECRET = "bench-secret-not-for-production-0123456789abcdef"
+
+
+def settings_for(url: str, base_url: str = f"http://{HOST}") -> Settings:
+    return Settings(database_url=url, secret_key=SECRET, base_url=base_url, log_level="WARNING")
+
+
+@contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database ``<name>_<pid>`` beside ``admin_url``'s, dropped after."""
+    base = make_url(admin_url)
+    name = f"{name}_{os.getpid()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_us: float
+    p95_us: float
+    iterations: int
+
+
+def summarize(samples: list[float]) -> Timing:
+    return Timing(
+        median_us=statistics.median(samples),
+        p95_us=statistics.quantiles(samples, n=100)[94],
+        iterations=len(samples),
+    )
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
