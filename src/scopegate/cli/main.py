@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as registry
@@ -79,8 +80,14 @@ def serve(
 
     from scopegate.services.demo import seed_demo
     from scopegate.web.app import create_app
+    from scopegate.web.server_options import InvalidTrustedProxyError, server_options
 
     settings = get_settings()
+    try:
+        options = server_options(settings)
+    except InvalidTrustedProxyError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
     if demo:
         with store(settings) as db:
             logins = seed_demo(db)
@@ -93,8 +100,8 @@ def serve(
                           "seeded before: owner@acme.test / demo-password")
     console.print(f"Web:     {settings.base_url}/login")
     console.print(f"API:     {settings.base_url}/api/0/")
-    console.print(f"OpenAPI: {settings.base_url}/docs  ({settings.base_url}/openapi.json)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    console.print(f"OpenAPI: {settings.base_url}/openapi.json")
+    uvicorn.run(create_app(settings), host=host, port=port, **options)
 
 
 @user_app.command("create")
@@ -155,7 +162,7 @@ def token_create(
     try:
         chosen = registry.parse(scopes)
     except registry.UnknownScopeError as error:
-        err.print(f"[red]error:[/red] {error}")
+        err.print("[red]error:[/red] unknown scope(s): " + escape(", ".join(error.unknown)))
         raise typer.Exit(2) from None
     with store() as db:
         minted = credentials.create_user_token(
