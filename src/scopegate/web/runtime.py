@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from scopegate.services.authentication import AuthenticatorChain
+from scopegate.services.login_throttle import LoginThrottle
 from scopegate.settings import Settings
 from scopegate.store.kv import KV
 from scopegate.web.cookies import SessionCookie
@@ -23,6 +24,7 @@ class Runtime:
     kv: KV
     chain: AuthenticatorChain
     cookie: SessionCookie
+    login_throttle: LoginThrottle
     extras: dict[str, Any] = field(default_factory=dict)
 
 
