@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jwt
 import pytest
@@ -37,6 +38,9 @@ from scopegate.store.migrate import upgrade
 from scopegate.store.models import Base, User
 from scopegate.web.app import create_app
 from scopegate.web.cookies import CSRF_HEADER
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 PG_URL = os.environ.get("SCOPEGATE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("SCOPEGATE_TEST_REDIS_URL")
@@ -119,6 +123,24 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     path = tmp_path / "scopegate.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright, one per test module (see live_server.py)."""
+    from live_server import launched_chromium
+
+    with launched_chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context and page for one test."""
+    from live_server import browser_page
+
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
@@ -321,6 +343,7 @@ def agent_claims(app: FastAPI, user_id: int, org_id: int, **overrides: object) -
         "sid": "s1",
         "scopes": ["event:read", "org:read"],
         "act": {"sub": "test-agent"},
+        "par": "user_token:0",
         "iat": now,
         "exp": now + 300,
         "jti": secrets.token_urlsafe(16),

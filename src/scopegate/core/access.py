@@ -31,9 +31,12 @@ class Principal:
     user_id: int | None = None
     org_id: int | None = None
     scopes: frozenset[str] | None = None
-    #: Agent tokens: the agent session, the actor, the token id and expiry.
+    #: Agent tokens: the agent session and the actor.
     agent_session: str | None = None
     act: str | None = None
+    #: When the credential itself stops working (Unix seconds), if it does: what it mints
+    #: (agent tokens) must not outlive it.
+    expires_at: int | None = None
 
     @property
     def is_session(self) -> bool:

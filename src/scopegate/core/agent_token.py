@@ -10,7 +10,9 @@ The token is ``sga_`` + a compact JWS (RFC 7515) signed with EdDSA (RFC 8037), h
     sid   the agent session, chosen by the caller
     scopes  granted scopes
     act   who acts (RFC 8693 section 4.1): {"sub": "<agent or OAuth client>"}
-    iat, exp, jti
+    par   the parent credential that minted it ("user_token:12", "web_session:7"): the
+          token dies when its parent is revoked or logged out (the deny list)
+    iat, exp, jti   (``exp`` never later than the parent credential's own expiry)
 
 Signature checks live in services; this module only shapes and validates claims.
 """
@@ -27,7 +29,15 @@ ALGORITHM: Final = "EdDSA"
 TOKEN_TYPE: Final = "sg-agent+jwt"  # noqa: S105 - a JWS "typ", not a secret
 SESSION_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 ACTOR_MAX: Final = 128
-REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "org", "sid", "scopes", "act", "iat", "exp", "jti")
+#: An agent's self-chosen name, shown to its person as a claim: printable ASCII letters,
+#: digits and ``space . _ : @ / + ~ ( ) -``, no space at either end; so neither markup nor
+#: bidi or other control characters reach the approval page or the audit log.
+AGENT_NAME_RE: Final = re.compile(r"[A-Za-z0-9._:@/+~()-](?:[A-Za-z0-9 ._:@/+~()-]{0,126}"
+                                  r"[A-Za-z0-9._:@/+~()-])?")
+PARENT_MAX: Final = 128
+REQUIRED_CLAIMS: Final = (
+    "iss", "aud", "sub", "org", "sid", "scopes", "act", "par", "iat", "exp", "jti",
+)
 #: User ids are 32-bit database keys; a larger ``sub`` names nobody (and must not reach SQL).
 USER_ID_RE: Final = re.compile(r"[1-9][0-9]{0,9}")
 USER_ID_MAX: Final = 2**31 - 1
@@ -46,6 +56,8 @@ class AgentClaims:
     session_id: str
     scopes: frozenset[str]
     actor: str
+    #: The minting credential's reference (``Principal.credential_ref``), never a secret.
+    parent: str
     issued_at: int
     expires_at: int
     jti: str
@@ -59,6 +71,7 @@ class AgentClaims:
             "sid": self.session_id,
             "scopes": registry.ordered(self.scopes),
             "act": {"sub": self.actor},
+            "par": self.parent,
             "iat": self.issued_at,
             "exp": self.expires_at,
             "jti": self.jti,
@@ -68,6 +81,11 @@ class AgentClaims:
 def valid_session_id(value: str) -> bool:
     # fullmatch: with match(), "$" also matches before a trailing newline ("s1\n").
     return bool(SESSION_ID_RE.fullmatch(value))
+
+
+def valid_agent_name(value: str) -> bool:
+    """Whether ``value`` is an acceptable agent name (see ``AGENT_NAME_RE``)."""
+    return bool(AGENT_NAME_RE.fullmatch(value))
 
 
 def _int(value: object, name: str) -> int:
@@ -119,6 +137,7 @@ def parse_claims(payload: dict[str, Any]) -> AgentClaims:
         session_id=sid,
         scopes=scopes,
         actor=_str(act.get("sub"), "act.sub", ACTOR_MAX),
+        parent=_str(payload["par"], "par", PARENT_MAX),
         issued_at=_int(payload["iat"], "iat"),
         expires_at=_int(payload["exp"], "exp"),
         jti=_str(payload["jti"], "jti", 64),

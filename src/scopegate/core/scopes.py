@@ -93,15 +93,22 @@ ORDERED: Final[tuple[str, ...]] = tuple(DESCRIPTIONS)
 
 
 class UnknownScopeError(ValueError):
-    """A scope string that the registry does not know."""
+    """A scope string that the registry does not know.
+
+    The message names the rule, not the strings: it reaches HTTP answers and pages, where
+    echoing the caller's text would reflect it. ``unknown`` holds them for an operator
+    (the CLI prints them back to the person who typed them).
+    """
 
     def __init__(self, unknown: Iterable[str]) -> None:
         self.unknown = sorted(unknown)
-        super().__init__("unknown scope(s): " + ", ".join(self.unknown))
+        super().__init__(
+            f"{len(self.unknown)} unknown scope(s): every scope must be one of the registry's"
+        )
 
 
 def validate(scopes: Iterable[str]) -> frozenset[str]:
-    """Return ``scopes`` as a frozenset, or raise ``UnknownScopeError`` naming the strangers."""
+    """Return ``scopes`` as a frozenset, or raise ``UnknownScopeError``."""
     given = frozenset(scopes)
     unknown = given - ALL_SCOPES
     if unknown:

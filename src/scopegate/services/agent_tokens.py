@@ -1,10 +1,12 @@
 """Minting and verifying agent capability tokens (``sga_`` + EdDSA JWS).
 
 Minting never widens: the scopes come from ``core.grants.mintable_scopes`` over the
-caller's assembled access. Verification is stateless (signature, ``alg``, ``kid``,
-``iss``, ``aud``, ``exp``/``iat``, claim types) plus the deny list; verified claims
-are cached per process until they expire, and the deny list is consulted on every use,
-so the cache never outlives a revocation.
+caller's assembled access, and ``exp`` never passes the minting credential's own expiry.
+Verification is stateless (signature, ``alg``, ``kid``, ``iss``, ``aud``, ``exp``/``iat``,
+claim types) plus three checks of what may have changed since the mint: the deny list
+(a revoked session, or a revoked / logged-out parent credential) and the session's live
+grant (a token's write scopes last only as long as the grant that gave them). Verified
+claims are cached per process until they expire; those checks run on every use.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from sqlalchemy.orm import Session
 from scopegate.core import agent_token
 from scopegate.core.access import Access, Principal
 from scopegate.core.grants import mintable_scopes
+from scopegate.core.scopes import READ_SCOPES, expand
 from scopegate.core.token_kinds import TokenKind
 from scopegate.services import audit
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Forbidden, Invalid
+from scopegate.services.grant_cache import GrantCache
 from scopegate.services.keys import KeyRing
 from scopegate.settings import Settings
 from scopegate.store.models import Organization, WriteGrant
@@ -86,6 +90,8 @@ def mint(
         raise Forbidden("Agent tokens are turned off for this organization.")
     if not agent_token.valid_session_id(session_id):
         raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    if actor is not None and not agent_token.valid_agent_name(actor):
+        raise Invalid("agent: 1-128 characters from A-Z a-z 0-9, space and . _ : @ / + ~ ( ) -")
     ttl = settings.agent_token_ttl_seconds if ttl_seconds is None else ttl_seconds
     if not 30 <= ttl <= settings.agent_token_max_ttl_seconds:
         raise Invalid(f"ttlSeconds: between 30 and {settings.agent_token_max_ttl_seconds}")
@@ -93,6 +99,11 @@ def mint(
     scopes = mintable_scopes(access.scopes, grant.scopes if grant else None, requested)
     actor = (actor or principal.act or "agent")[: agent_token.ACTOR_MAX]
     now = int(time.time())
+    expires_at = now + ttl
+    if principal.expires_at is not None:  # an agent token never outlives its parent
+        expires_at = min(expires_at, principal.expires_at)
+    if expires_at <= now:
+        raise Forbidden("The credential minting the agent token has expired.")
     claims = agent_token.AgentClaims(
         issuer=settings.issuer,
         audience=audience(settings),
@@ -101,8 +112,9 @@ def mint(
         session_id=session_id,
         scopes=scopes,
         actor=actor,
+        parent=principal.credential_ref,
         issued_at=now,
-        expires_at=now + ttl,
+        expires_at=expires_at,
         jti=secrets.token_urlsafe(16),
     )
     key = keys.active()
@@ -112,7 +124,8 @@ def mint(
     )
     audit.record(
         db, audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
-        act=actor, scopes=scopes, request=request, detail=f"jti={claims.jti} ttl={ttl}",
+        act=actor, scopes=scopes, request=request,
+        detail=f"jti={claims.jti} ttl={expires_at - now}",
     )
     return MintedAgentToken(token=_PREFIX + jws, claims=claims)
 
@@ -120,12 +133,14 @@ def mint(
 class AgentTokenAuthenticator:
     """The ``sga_`` authenticator of the chain."""
 
-    def __init__(self, settings: Settings, keys: KeyRing, deny_list: DenyList) -> None:
+    def __init__(self, settings: Settings, keys: KeyRing, deny_list: DenyList,
+                 grant_cache: GrantCache) -> None:
         self._issuer = settings.issuer
         self._audience = audience(settings)
         self._max_ttl = settings.agent_token_max_ttl_seconds
         self._keys = keys
         self._deny = deny_list
+        self._grants = grant_cache
         self._cache: dict[str, agent_token.AgentClaims] = {}
         self._lock = threading.Lock()
 
@@ -195,14 +210,21 @@ class AgentTokenAuthenticator:
     def __call__(self, db: Session, token: str) -> Principal:
         claims = self.verify(token)
         if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
-                                claims.issued_at, db):
-            raise AuthenticationFailed("The agent session was revoked.")
+                                claims.issued_at, claims.parent, db):
+            raise AuthenticationFailed("The agent token was revoked.")
+        scopes = claims.scopes
+        if scopes - READ_SCOPES:
+            # Write scopes came from a grant: honoured only while the grant holds them.
+            granted = self._grants.live_scopes(db, claims.org_id, claims.user_id,
+                                               claims.session_id)
+            scopes = scopes & (READ_SCOPES | expand(granted))
         return Principal(
             kind=TokenKind.AGENT,
             credential_ref=f"agent_token:{claims.jti}",
             user_id=claims.user_id,
             org_id=claims.org_id,
-            scopes=claims.scopes,
+            scopes=scopes,
             agent_session=claims.session_id,
             act=claims.actor,
+            expires_at=claims.expires_at,
         )

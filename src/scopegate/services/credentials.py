@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from scopegate.core import org_token_format
 from scopegate.core import scopes as registry
 from scopegate.core.token_kinds import TokenKind
+from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.store.models import NAME_MAX, Organization, OrgToken, User, UserToken
 from scopegate.store.types import utcnow
@@ -87,8 +88,15 @@ def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
     return list(db.scalars(_live(UserToken, UserToken.user_id == user_id)))
 
 
-def revoke_user_token(db: Session, user_id: int, token_id: int) -> None:
+def user_token_ref(token_id: int) -> str:
+    """The credential reference of a user token (logs, audit, agent ``par``)."""
+    return f"user_token:{token_id}"
+
+
+def revoke_user_token(db: Session, deny_list: DenyList, user_id: int, token_id: int) -> None:
+    """Revoke one of the user's tokens and stop the agent tokens it minted."""
     _revoke(db, UserToken, UserToken.user_id == user_id, token_id)
+    deny_list.deny_parent(db, user_token_ref(token_id))
 
 
 def create_org_token(

@@ -22,7 +22,9 @@ from scopegate.core.roles import role_scopes
 from scopegate.services import audit, directory
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Conflict, Forbidden, Invalid, NotFound
-from scopegate.store.models import NAME_MAX, AuditEvent, Organization, WriteGrant
+from scopegate.services.grant_cache import GrantCache
+from scopegate.store.db import after_commit
+from scopegate.store.models import AuditEvent, Organization, WriteGrant
 from scopegate.store.types import utcnow
 
 #: Lifetimes offered on the approval page (seconds); the default is four hours.
@@ -38,6 +40,22 @@ class Approval:
     #: What the approver asked for but does not hold: dropped, never stored.
     dropped: frozenset[str]
     expires_in: int
+
+
+SESSION_ID_RULE = "sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -"
+AGENT_NAME_RULE = (
+    "agent: 1-128 characters from A-Z a-z 0-9, space and . _ : @ / + ~ ( ) -, "
+    "no space at either end"
+)
+
+
+def check_session_and_agent(session_id: str, agent: str) -> None:
+    """The one validation of an agent session id and agent name, on every path that
+    records or shows them (approve, deny, revoke, the approval page)."""
+    if not agent_token.valid_session_id(session_id):
+        raise Invalid(SESSION_ID_RULE)
+    if agent and not agent_token.valid_agent_name(agent):
+        raise Invalid(AGENT_NAME_RULE)
 
 
 def lifetime_seconds(choice: str | int, org: Organization) -> int:
@@ -61,6 +79,7 @@ def approve(
     session_id: str,
     requested: frozenset[str],
     lifetime: int,
+    grant_cache: GrantCache,
     agent: str = "",
     request: audit.RequestInfo | None = None,
 ) -> Approval:
@@ -73,11 +92,9 @@ def approve(
     and losing the insert race to a concurrent approval means locking and merging
     into the winner's row on the next pass.
     """
-    if not agent_token.valid_session_id(session_id):
-        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    check_session_and_agent(session_id, agent)
     if not requested:
         raise Invalid("scopes: name at least one scope to approve")
-    agent = agent[:NAME_MAX]
     role = directory.role_in(db, org.id, approver_id)
     if role is None:
         raise NotFound("organization not found")
@@ -112,6 +129,7 @@ def approve(
         db, audit.Event.APPROVE, org_id=org.id, user_id=approver_id, session_id=session_id,
         act=agent or None, scopes=capped, request=request, detail=f"lifetime={lifetime}s",
     )
+    after_commit(db, grant_cache.invalidate)
     return Approval(row.id, frozenset(row.scopes), requested - capped, lifetime)
 
 
@@ -128,11 +146,11 @@ def record_denial(
     db: Session, *, org: Organization, user_id: int, session_id: str, scopes: frozenset[str],
     agent: str = "", request: audit.RequestInfo | None = None,
 ) -> None:
-    """Denying stores nothing but the audit event."""
+    """Denying stores nothing but the audit event, validated like an approval."""
+    check_session_and_agent(session_id, agent)
     audit.record(
         db, audit.Event.DENY, org_id=org.id, user_id=user_id,
-        session_id=session_id[:128], act=agent[:NAME_MAX] or None, scopes=scopes,
-        request=request,
+        session_id=session_id, act=agent or None, scopes=scopes, request=request,
     )
 
 
@@ -180,22 +198,23 @@ def list_sessions(db: Session, user_id: int, since_hours: int = 24) -> list[Agen
 def revoke_session(
     db: Session,
     deny_list: DenyList,
+    grant_cache: GrantCache,
     *,
     org: Organization,
     user_id: int,
     session_id: str,
-    deny_ttl_seconds: int,
     request: audit.RequestInfo | None = None,
     event: str = audit.Event.REVOKE_SESSION,
 ) -> bool:
     """Delete the session's grant and refuse its live tokens. Returns whether a grant existed.
 
-    The deny entry is written before the grant is deleted, so there is no moment when a
-    live token could still write after this call returns.
+    Two guards, so that no token of the session writes once this has committed: the deny
+    entry refuses every token issued up to now, and the grant's deletion strips the write
+    scopes of any token whose mint raced this revocation (verification honours a token's
+    write scopes only while the grant holds them: ``GrantCache``).
     """
-    if not agent_token.valid_session_id(session_id):
-        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
-    deny_list.deny(db, org.id, user_id, session_id, deny_ttl_seconds)
+    check_session_and_agent(session_id, "")
+    deny_list.deny(db, org.id, user_id, session_id)
     result = db.execute(
         delete(WriteGrant).where(
             WriteGrant.org_id == org.id, WriteGrant.user_id == user_id,
@@ -205,11 +224,31 @@ def revoke_session(
     audit.record(
         db, event, org_id=org.id, user_id=user_id, session_id=session_id, request=request
     )
+    grant_cache.invalidate()
+    after_commit(db, grant_cache.invalidate)
     return bool(result.rowcount)
 
 
+def cap_grants(db: Session, grant_cache: GrantCache, org: Organization) -> int:
+    """Shorten the organization's live grants to ``org.max_grant_seconds`` after their
+    last approval; returns how many changed. Run when the maximum is lowered."""
+    now = utcnow()
+    changed = 0
+    for row in db.scalars(
+        select(WriteGrant).where(WriteGrant.org_id == org.id, WriteGrant.expires_at > now)
+        .with_for_update()
+    ):
+        cap = row.updated_at + timedelta(seconds=org.max_grant_seconds)
+        if row.expires_at > cap:
+            row.expires_at = cap
+            changed += 1
+    db.flush()
+    after_commit(db, grant_cache.invalidate)
+    return changed
+
+
 def revoke_grant(
-    db: Session, deny_list: DenyList, *, grant_id: int, user_id: int, deny_ttl_seconds: int,
+    db: Session, deny_list: DenyList, grant_cache: GrantCache, *, grant_id: int, user_id: int,
     request: audit.RequestInfo | None = None,
 ) -> None:
     """Revoke one of my grants. A token cannot be partly revoked, so this also stops the
@@ -223,6 +262,6 @@ def revoke_grant(
     if org is None:
         raise NotFound("grant not found")
     revoke_session(
-        db, deny_list, org=org, user_id=user_id, session_id=grant.session_id,
-        deny_ttl_seconds=deny_ttl_seconds, request=request, event=audit.Event.REVOKE,
+        db, deny_list, grant_cache, org=org, user_id=user_id, session_id=grant.session_id,
+        request=request, event=audit.Event.REVOKE,
     )

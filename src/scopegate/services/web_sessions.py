@@ -1,21 +1,40 @@
-"""First-party browser sessions. The cookie carries a random id; we keep its hash."""
+"""First-party browser sessions. The cookie carries a random id; we keep its hash.
+
+A session is also a credential that can mint agent tokens; those name it as their parent
+(``session_ref``) and die with it: their ``exp`` is capped at the session's expiry, and
+logging out puts the session on the agent deny list.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from scopegate.services.deny_list import DenyList
 from scopegate.store.models import User, WebSession
 from scopegate.store.types import utcnow
 
 
 def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def session_ref(session_id: int) -> str:
+    """The credential reference of a browser session (logs, audit, agent ``par``)."""
+    return f"web_session:{session_id}"
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    id: int
+    user: User
+    expires_at: datetime
 
 
 def start_session(db: Session, user: User, max_age_seconds: int) -> str:
@@ -33,7 +52,8 @@ def start_session(db: Session, user: User, max_age_seconds: int) -> str:
     return raw
 
 
-def session_user(db: Session, raw: str) -> User | None:
+def live_session(db: Session, raw: str) -> LiveSession | None:
+    """The unexpired session of an active user with this raw id, or ``None``."""
     digest = _digest(raw)
     row = db.scalar(select(WebSession).where(WebSession.session_hash == digest))
     if row is None or not hmac.compare_digest(row.session_hash, digest):
@@ -41,8 +61,21 @@ def session_user(db: Session, raw: str) -> User | None:
     if row.expires_at <= utcnow():
         return None
     user = db.get(User, row.user_id)
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active:
+        return None
+    return LiveSession(row.id, user, row.expires_at)
 
 
-def end_session(db: Session, raw: str) -> None:
-    db.execute(delete(WebSession).where(WebSession.session_hash == _digest(raw)))
+def session_user(db: Session, raw: str) -> User | None:
+    found = live_session(db, raw)
+    return found.user if found is not None else None
+
+
+def end_session(db: Session, deny_list: DenyList, raw: str) -> None:
+    """Log out: delete the session and stop the agent tokens it minted."""
+    row = db.scalar(select(WebSession).where(WebSession.session_hash == _digest(raw)))
+    if row is None:
+        return
+    deny_list.deny_parent(db, session_ref(row.id))
+    db.delete(row)
+    db.flush()

@@ -23,7 +23,7 @@ from starlette.requests import Request
 
 from scopegate.core import scopes as registry
 from scopegate.core.access import Principal
-from scopegate.core.agent_token import SESSION_ID_RE
+from scopegate.core.agent_token import ACTOR_MAX, AGENT_NAME_RE, SESSION_ID_RE
 from scopegate.core.challenges import Challenge
 from scopegate.core.permissions import Rule, ScopeMap, least_sufficient
 from scopegate.core.roles import role_scopes
@@ -32,7 +32,7 @@ from scopegate.services import agent_tokens, audit, directory, grants
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Invalid
 from scopegate.settings import Settings
-from scopegate.store.models import AGENT_SESSION_MAX, NAME_MAX, Organization, WriteGrant
+from scopegate.store.models import AGENT_SESSION_MAX, Organization, WriteGrant
 from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import Authenticated, Permission, get_db, request_info
@@ -55,14 +55,18 @@ MAX_ID = 2**31 - 1
 ScopeName = Annotated[str, Field(max_length=32)]
 SessionId = Annotated[str, Field(min_length=1, max_length=AGENT_SESSION_MAX,
                                  pattern=SESSION_ID_RE.pattern)]
+#: An agent's self-chosen name (shown to its person as a claim, never as a fact).
+AgentName = Annotated[str, Field(min_length=1, max_length=ACTOR_MAX,
+                                 pattern=f"^{AGENT_NAME_RE.pattern}$")]
 
 
 def _known(values: list[str] | None) -> list[str] | None:
     if values is not None:
         try:
             registry.validate(values)
-        except registry.UnknownScopeError as error:
-            raise ValueError(str(error)) from None
+        except registry.UnknownScopeError:
+            # Name the rule, never the caller's text.
+            raise ValueError("every scope must be one of the registry's scopes") from None
     return values
 
 
@@ -71,7 +75,7 @@ class MintRequest(ApiInput):
     requested_scopes: list[ScopeName] | None = Field(default=None, max_length=64)
     ttl_seconds: int | None = Field(default=None, ge=30, le=3600)
     #: Who is acting (RFC 8693 ``act``): an agent's name, shown to the person.
-    agent: str | None = Field(default=None, min_length=1, max_length=64)
+    agent: AgentName | None = None
 
     _scopes = field_validator("requested_scopes")(_known)
 
@@ -87,7 +91,7 @@ class ApproveRequest(ApiInput):
     session_id: SessionId
     scopes: list[ScopeName] = Field(min_length=1, max_length=64)
     lifetime: str = Field(default=grants.DEFAULT_LIFETIME, max_length=8)
-    agent: str = Field(default="", max_length=NAME_MAX)
+    agent: AgentName | None = None
 
     _scopes = field_validator("scopes")(_known)
 
@@ -181,7 +185,8 @@ def approve_agent_writes(
         session_id=body.session_id,
         requested=frozenset(body.scopes),
         lifetime=grants.lifetime_seconds(body.lifetime, oa.org),
-        agent=body.agent,
+        grant_cache=agent_runtime(request).grant_cache,
+        agent=body.agent or "",
         request=request_info(request),
     )
     return ApproveResponse(
@@ -204,10 +209,9 @@ def revoke_agent_session(
     window, at most ``SCOPEGATE_DENY_LIST_CACHE_SECONDS`` in other processes)."""
     agent = agent_runtime(request)
     grants.revoke_session(
-        db, agent.deny_list, org=oa.org, user_id=directory.get_user(db, oa.access.principal
-                                                                     .user_id).id,
-        session_id=session_id, deny_ttl_seconds=agent.deny_ttl_seconds,
-        request=request_info(request),
+        db, agent.deny_list, agent.grant_cache, org=oa.org,
+        user_id=directory.get_user(db, oa.access.principal.user_id).id,
+        session_id=session_id, request=request_info(request),
     )
 
 
@@ -231,9 +235,8 @@ def revoke_my_grant(
 ) -> None:
     agent = agent_runtime(request)
     grants.revoke_grant(
-        db, agent.deny_list, grant_id=grant_id, user_id=directory.get_user(db,
-                                                                           principal.user_id).id,
-        deny_ttl_seconds=agent.deny_ttl_seconds, request=request_info(request),
+        db, agent.deny_list, agent.grant_cache, grant_id=grant_id,
+        user_id=directory.get_user(db, principal.user_id).id, request=request_info(request),
     )
 
 

@@ -24,6 +24,7 @@ from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
+from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
 from scopegate.web.auth import Authenticated, Permission, get_db
 from scopegate.web.runtime import runtime
@@ -125,11 +126,16 @@ def create_user_token(
 
 @router.delete("/api-tokens/{token_id}/", status_code=204)
 def revoke_user_token(
+    request: Request,
     token_id: int = Path(ge=1, le=MAX_ID),
     principal: Principal = Depends(Authenticated(USER_TOKENS)),
     db: Session = Depends(get_db),
 ) -> None:
-    credentials.revoke_user_token(db, directory.get_user(db, principal.user_id).id, token_id)
+    """Revoke one of my tokens; agent tokens it minted stop working too."""
+    credentials.revoke_user_token(
+        db, agent_runtime(request).deny_list, directory.get_user(db, principal.user_id).id,
+        token_id,
+    )
 
 
 @router.get("/organizations/{org}/org-auth-tokens/", response_model=list[TokenOut])

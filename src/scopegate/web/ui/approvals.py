@@ -16,13 +16,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scopegate.core import scopes as registry
 from scopegate.core.access import Principal
-from scopegate.core.agent_token import valid_session_id
+from scopegate.core.agent_token import ACTOR_MAX, valid_agent_name, valid_session_id
 from scopegate.core.permissions import actions_for_scope
 from scopegate.core.roles import role_scopes
 from scopegate.services import audit, grants
 from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.errors import ServiceError
-from scopegate.store.models import AGENT_SESSION_MAX, NAME_MAX, SLUG_MAX
+from scopegate.store.models import AGENT_SESSION_MAX, SLUG_MAX
 from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.audit import AUDIT_LOG
 from scopegate.web.auth import declared_scope_maps, get_db, request_info
@@ -62,7 +62,7 @@ def approval_page(
     org: str,
     session: str = Query(default="", max_length=AGENT_SESSION_MAX),
     scopes: str = Query(default="", max_length=1024),
-    agent: str = Query(default="", max_length=NAME_MAX),
+    agent: str = Query(default="", max_length=ACTOR_MAX),
     me: WebUser = Depends(web_user),
     db: Session = Depends(get_db),
 ) -> HTMLResponse:
@@ -72,10 +72,14 @@ def approval_page(
     if not valid_session_id(session):
         return _problem(request, me, 400, "Invalid approval link",
                         "The link names no valid agent session.")
+    if agent and not valid_agent_name(agent):
+        return _problem(request, me, 400, "Invalid approval link",
+                        "The link's agent name is not a valid agent name.")
     try:
         requested = registry.parse(scopes)
-    except registry.UnknownScopeError as error:
-        return _problem(request, me, 400, "Invalid approval link", str(error))
+    except registry.UnknownScopeError:
+        return _problem(request, me, 400, "Invalid approval link",
+                        "The link names a scope that does not exist.")
     if not requested:
         return _problem(request, me, 400, "Invalid approval link", "The link names no scopes.")
     try:
@@ -103,7 +107,7 @@ def approval_decision(
     decision: Annotated[str, Form(max_length=16)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     scopes: Annotated[list[str] | None, Form(max_length=64)] = None,
-    agent: Annotated[str, Form(max_length=NAME_MAX)] = "",
+    agent: Annotated[str, Form(max_length=ACTOR_MAX)] = "",
     lifetime: Annotated[str, Form(max_length=8)] = grants.DEFAULT_LIFETIME,
     me: WebUser = Depends(web_user),
     db: Session = Depends(get_db),
@@ -113,6 +117,8 @@ def approval_decision(
         return _problem(request, me, 403, "Not allowed", "Approvals are made by a person in "
                         "the browser, never with a token.")
     try:
+        # One validation for both decisions: a denial records what an approval would.
+        grants.check_session_and_agent(session, agent)
         requested = registry.validate(scopes or [])
         oa = _org_access(db, me, org[:SLUG_MAX + 1], request)
         if decision == "deny":
@@ -125,10 +131,12 @@ def approval_decision(
         approval = grants.approve(
             db, org=oa.org, approver_id=me.user.id, session_id=session,
             requested=requested, lifetime=grants.lifetime_seconds(lifetime, oa.org),
-            agent=agent, request=request_info(request),
+            grant_cache=agent_runtime(request).grant_cache, agent=agent,
+            request=request_info(request),
         )
-    except registry.UnknownScopeError as error:
-        return _problem(request, me, 400, "Invalid request", str(error))
+    except registry.UnknownScopeError:
+        return _problem(request, me, 400, "Invalid request",
+                        "The form names a scope that does not exist.")
     except ServiceError as error:
         return _problem(request, me, error.status, "Could not approve", error.detail)
     return render(
@@ -159,8 +167,8 @@ def revoke_agent_session(
     try:
         oa = _org_access(db, me, org, request)
         agent = agent_runtime(request)
-        grants.revoke_session(db, agent.deny_list, org=oa.org, user_id=me.user.id,
-                              session_id=session, deny_ttl_seconds=agent.deny_ttl_seconds,
+        grants.revoke_session(db, agent.deny_list, agent.grant_cache, org=oa.org,
+                              user_id=me.user.id, session_id=session,
                               request=request_info(request))
     except ServiceError as error:
         return _problem(request, me, error.status, "Could not revoke", error.detail)
