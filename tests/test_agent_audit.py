@@ -145,7 +145,7 @@ def test_every_agent_event_is_recorded(
     [rotate] = by_event["keys.rotate"]
     assert rotate.org_id is None
     keys = app.state.runtime.extras["agent"].keys
-    keys.invalidate()
+    keys.load()
     assert rotate.detail == f"kid={keys.active().kid}"
 
     # Every HTTP event names where it came from (the test client's address and agent).

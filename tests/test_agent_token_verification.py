@@ -454,7 +454,7 @@ def test_rotation_keeps_old_tokens_valid_until_the_old_key_retires(
 
     new_kid = keys.rotate(db, app.state.runtime.settings.agent_token_max_ttl_seconds)
     db.commit()
-    keys.invalidate()
+    keys.load()
     assert new_kid != old_kid
     assert keys.active().kid == new_kid
 
@@ -475,7 +475,7 @@ def test_rotation_keeps_old_tokens_valid_until_the_old_key_retires(
     db.execute(update(SigningKey).where(SigningKey.kid == old_kid)
                .values(retire_after=utcnow() - timedelta(seconds=1)))
     db.commit()
-    keys.invalidate()
+    keys.load()
     jwks = client.get("/.well-known/jwks.json").json()
     assert [key["kid"] for key in jwks["keys"]] == [new_kid]
     assert_invalid_token(read_issues(client, unseen_old), "retired key")
@@ -495,7 +495,7 @@ def test_a_key_rotated_by_another_process_is_picked_up(
     with other.state.runtime.factory() as other_db:
         new_kid = other_keys.rotate(other_db, 3600)
         other_db.commit()
-    other_keys.invalidate()
+    other_keys.load()
     person = user_token(db, MEMBER, spec.ROLE_SCOPES["member"])
     with TestClient(other, base_url=BASE_URL) as other_client:
         token = agent_token_for(other_client, bearer(person), sessionId="elsewhere")
@@ -529,4 +529,4 @@ def test_private_keys_are_stored_encrypted(app: FastAPI, db: Session, world: Wor
         KeyEncryption(SECRET).open("another-kid", sealed)  # the kid is bound as AAD
     # A server started with another secret cannot load the ring.
     with pytest.raises(InvalidTag):
-        KeyRing(app.state.runtime.factory, SECRET + "-other").active()
+        KeyRing(app.state.runtime.factory, SECRET + "-other").load()

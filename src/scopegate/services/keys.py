@@ -5,17 +5,25 @@ from the server secret, with the ``kid`` as associated data. Exactly one key is 
 (a partial unique index enforces it). ``rotate`` activates a new key and keeps the old
 public key published until every token it signed has expired.
 
-Each process caches the ring; it reloads after ``RELOAD_SECONDS`` or when a token names
-a ``kid`` it has not seen (at most once a second), so keys rotated by another process
-are picked up.
+Each process caches the ring and picks up keys rotated by another process by reloading
+it after ``RELOAD_SECONDS``, or when a token names a ``kid`` it has not seen (at most once
+a second). A reload never runs in the thread of a request: the request that notices the
+ring is stale keeps using it and hands the reload to a background thread with its own
+database connection (stale-while-revalidate), so no request holds its transaction,
+its connection or a lock that others wait on while the ring loads. Only a token with an
+unknown ``kid`` waits for that reload, without holding a lock, for at most
+``UNKNOWN_KID_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,8 +40,13 @@ from scopegate.core.agent_token import ALGORITHM
 from scopegate.store.models import SigningKey
 from scopegate.store.types import utcnow
 
+log = logging.getLogger("scopegate.keys")
+
 RELOAD_SECONDS = 30.0
 UNKNOWN_KID_RELOAD_SECONDS = 1.0
+UNKNOWN_KID_WAIT_SECONDS = 2.0
+#: Reloads of every ring in the process run here, never in a request's thread.
+_reloader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scopegate-keyring")
 #: Old public keys outlive the longest token by this margin (clock leeway included).
 RETIRE_MARGIN = timedelta(minutes=5)
 
@@ -87,6 +100,7 @@ class KeyRing:
         self._public: dict[str, PublicKey] = {}
         self._loaded_at = float("-inf")
         self._unknown_kid_at = float("-inf")
+        self._reloading: Future[None] | None = None
 
     # -- reading -----------------------------------------------------------------
     def _load(self) -> None:
@@ -110,34 +124,61 @@ class KeyRing:
         )
         self._public, self._active, self._loaded_at = public, active, time.monotonic()
 
+    def load(self) -> None:
+        """Load the ring now, in the calling thread: at start-up and from the CLI only."""
+        self._load()
+
+    def _reload_in_background(self) -> Future[None]:
+        """Start a background reload unless one is under way; return it."""
+        with self._lock:
+            if self._reloading is None or self._reloading.done():
+                self._reloading = _reloader.submit(self._reload_logged)
+            return self._reloading
+
+    def _reload_logged(self) -> None:
+        try:
+            self._load()
+        except Exception as error:  # keep serving the ring we have; the next use retries
+            log.warning("could not reload the signing keys: %s", type(error).__name__)
+
     def _fresh(self) -> None:
         if time.monotonic() - self._loaded_at > RELOAD_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._loaded_at > RELOAD_SECONDS:
-                    self._load()
+            self._reload_in_background()
 
     def active(self) -> ActiveKey:
-        """The signing key; created on first use when the ring is empty."""
+        """The signing key. The ring must have been loaded (``load``/``ensure_active``)."""
         self._fresh()
         if self._active is None:
-            with self._lock:
-                if self._active is None:
-                    self._create_first()
-                    self._load()
-        if self._active is None:
-            raise RuntimeError("no active signing key")
+            raise RuntimeError("no active signing key: run ensure_active() at start-up")
         return self._active
+
+    def ensure_active(self) -> None:
+        """Create the first signing key if the ring is empty, then load the ring.
+        Runs at start-up, outside any request."""
+        self._load()
+        if self._active is None:
+            self._create_first()
+            self._load()
 
     def public_key(self, kid: str) -> PublicKey | None:
         """The public key for ``kid`` if it is still published."""
         self._fresh()
         found = self._public.get(kid)
-        if found is None and time.monotonic() - self._unknown_kid_at > UNKNOWN_KID_RELOAD_SECONDS:
-            with self._lock:
-                self._unknown_kid_at = time.monotonic()
-                self._load()
-            found = self._public.get(kid)
-        return found
+        if found is not None:
+            return found
+        now = time.monotonic()
+        with self._lock:
+            stale = now - self._unknown_kid_at > UNKNOWN_KID_RELOAD_SECONDS
+            if stale:
+                self._unknown_kid_at = now
+            in_flight = self._reloading is not None and not self._reloading.done()
+        if not stale and not in_flight:
+            return None
+        try:
+            self._reload_in_background().result(timeout=UNKNOWN_KID_WAIT_SECONDS)
+        except FutureTimeout:
+            return None
+        return self._public.get(kid)
 
     def jwks(self) -> dict[str, list[dict[str, object]]]:
         """The published public keys as an RFC 7517 JWK Set."""
@@ -188,7 +229,7 @@ class KeyRing:
         db.flush()
         return row.kid
 
-    def invalidate(self) -> None:
-        """Forget the cache; the next use reloads from the database."""
+    def mark_stale(self) -> None:
+        """Treat the ring as stale: the next use starts a background reload."""
         with self._lock:
             self._loaded_at = float("-inf")

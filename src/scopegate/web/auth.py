@@ -28,10 +28,11 @@ from scopegate.services import audit, credentials
 from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import Forbidden
-from scopegate.services.web_sessions import session_user
+from scopegate.services.web_sessions import live_session, session_ref
 from scopegate.store.models import SLUG_MAX
 from scopegate.web.cookies import CSRF_HEADER
 from scopegate.web.runtime import runtime
+from scopegate.web.transactions import reads_released
 
 log = logging.getLogger("scopegate.web")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -100,6 +101,13 @@ def bearer_token(request: Request) -> str | None:
 
 
 def get_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
+    with reads_released(db):
+        principal = _authenticate(request, db)
+    request.state.principal = principal
+    return principal
+
+
+def _authenticate(request: Request, db: Session) -> Principal:
     rt = runtime(request)
     token = bearer_token(request)
     if token is not None:
@@ -107,11 +115,10 @@ def get_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
             principal = rt.chain.authenticate(db, token)
         except AuthenticationFailed as failure:
             raise ChallengeError(invalid_token(failure.description, rt.settings.realm)) from None
-        request.state.principal = principal
         return principal
     raw = rt.cookie.read(request)
-    user = session_user(db, raw) if raw else None
-    if raw is None or user is None:
+    session = live_session(db, raw) if raw else None
+    if raw is None or session is None:
         raise ChallengeError(
             invalid_token("Authentication credentials were not provided.", rt.settings.realm)
         )
@@ -119,9 +126,10 @@ def get_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
         raw, request.headers.get(CSRF_HEADER)
     ):
         raise Forbidden("CSRF token missing or invalid.")
-    principal = Principal(kind=None, credential_ref=f"web_session:user:{user.id}", user_id=user.id)
-    request.state.principal = principal
-    return principal
+    return Principal(
+        kind=None, credential_ref=session_ref(session.id), user_id=session.user.id,
+        expires_at=int(session.expires_at.timestamp()),
+    )
 
 
 def _check_kind(scope_map: ScopeMap, principal: Principal) -> None:
@@ -145,6 +153,11 @@ class Permission:
         principal: Principal = Depends(get_principal),
     ) -> OrgAccess:
         _check_kind(self.scope_map, principal)
+        with reads_released(db):
+            return self._decide(request, org, db, principal)
+
+    def _decide(self, request: Request, org: str, db: Session,
+                principal: Principal) -> OrgAccess:
         try:
             org_access = access_for(db, principal, org, request_info(request))
         except AuthenticationFailed as failure:

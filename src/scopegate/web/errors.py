@@ -10,17 +10,24 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from scopegate.services.errors import ServiceError
 from scopegate.web.auth import ChallengeError
+from scopegate.web.security_headers import NO_STORE, with_security_headers
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import CsrfFailed, LoginRequired
 
 log = logging.getLogger("scopegate.web")
+_BARE_ERROR_HEADERS = {
+    name.decode(): value.decode() for name, value in with_security_headers([], NO_STORE)
+}
+#: What a 503 for an overloaded or unreachable database tells the client to wait.
+RETRY_AFTER_SECONDS = 1
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, object]]:
@@ -59,6 +66,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": "invalid request: a value is not acceptable"},
                             status_code=400)
 
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OperationalError)
+    async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+        # No pooled connection or no write lock within the bounded wait, or the database
+        # is unreachable: the request did nothing, so the client may retry. Never a 500,
+        # never a wait without end.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        return JSONResponse({"detail": "the service is busy; retry shortly"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:
         target = request.url.path
@@ -85,4 +103,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        # Answered outside every middleware (Starlette's ServerErrorMiddleware), so the
+        # security headers are added here.
+        return JSONResponse({"detail": "internal error"}, status_code=500,
+                            headers=_BARE_ERROR_HEADERS)

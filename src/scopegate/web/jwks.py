@@ -16,5 +16,4 @@ def jwks(request: Request) -> JSONResponse:
     """Public keys that verify agent tokens offline; rotated-out keys stay listed until
     every token they signed has expired."""
     keys = agent_runtime(request).keys
-    keys.active()  # publish a key from the first request on, not only after a mint
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})

@@ -12,6 +12,7 @@ from scopegate.services.web_sessions import session_user
 from scopegate.store.models import User
 from scopegate.web.auth import get_db
 from scopegate.web.runtime import runtime
+from scopegate.web.transactions import reads_released
 
 
 class LoginRequired(Exception):
@@ -33,7 +34,8 @@ def web_user(request: Request, db: Session = Depends(get_db)) -> WebUser:
     """The logged-in person; bearer credentials are not a login for pages."""
     rt = runtime(request)
     raw = rt.cookie.read(request)
-    user = session_user(db, raw) if raw else None
+    with reads_released(db):
+        user = session_user(db, raw) if raw else None
     if raw is None or user is None:
         raise LoginRequired
     return WebUser(user=user, raw_session=raw, csrf_token=rt.cookie.csrf_token(raw))
