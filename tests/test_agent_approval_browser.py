@@ -14,12 +14,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 import spec
 from conftest import PASSWORD, World, build_world_quick, user_token
-from live_server import LiveServer, browser_page, launched_chromium, live_app
+from live_server import LiveServer, live_app
 from scopegate.store.models import AuditEvent, WriteGrant
 from scopegate.store.types import utcnow
 
@@ -41,18 +41,6 @@ def server(sqlite_url: str) -> Iterator[LiveServer]:
 def world(server: LiveServer) -> World:
     with server.app.state.runtime.factory() as session:
         return build_world_quick(session)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with browser_page(browser) as opened:
-        yield opened
 
 
 def _shot(page: Page, name: str) -> None:

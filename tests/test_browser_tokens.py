@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from conftest import PASSWORD, World, build_world
-from live_server import LiveServer, browser_page, launched_chromium, live_app
+from live_server import LiveServer, live_app
 from scopegate.core import scopes as s
 from scopegate.core.roles import Role
 
@@ -31,18 +31,6 @@ def server(sqlite_url: str) -> Iterator[LiveServer]:
         with running.app.state.runtime.factory() as session:
             build_world(session)
         yield running
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with launched_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with browser_page(browser) as opened:
-        yield opened
 
 
 def _shot(page: Page, name: str) -> None:

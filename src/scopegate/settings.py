@@ -6,11 +6,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_AGENT_TOKEN_TTL = 3600
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -28,6 +30,28 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     #: Realm in ``WWW-Authenticate`` challenges.
     realm: str = "scopegate"
+    #: Extra ``Host`` header values accepted besides the base URL's host, comma-separated
+    #: (e.g. ``"api.example.com,*.example.com"``). Requests for any other host get 400.
+    allowed_hosts: str = ""
+    #: Proxies whose ``X-Forwarded-For``/``X-Forwarded-Proto`` headers are believed,
+    #: comma-separated addresses or networks (``"10.0.0.5,10.1.0.0/16"``). Default: none,
+    #: so the client address is always the TCP peer.
+    trusted_proxies: str = ""
+
+    #: Login throttling: failed logins counted in fixed windows of ``login_window_seconds``.
+    login_window_seconds: int = Field(default=900, ge=10, le=24 * 3600)
+    #: Failures allowed for one account from one client address per window.
+    login_failures_per_account_address: int = Field(default=5, ge=1, le=10_000)
+    #: Failures allowed for one account from all addresses per window (a browser that
+    #: logged in to that account before is exempt: see ``docs/architecture.md``).
+    login_failures_per_account: int = Field(default=20, ge=1, le=100_000)
+    #: Failures allowed from one client address, all accounts, per window.
+    login_failures_per_address: int = Field(default=50, ge=1, le=100_000)
+
+    #: Longest wait for a database connection from the pool before answering 503.
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: Longest wait for SQLite's write lock before answering 503.
+    sqlite_busy_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     #: Agent capability tokens.
     agent_token_ttl_seconds: int = Field(default=300, ge=30, le=MAX_AGENT_TOKEN_TTL)
@@ -58,6 +82,21 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return self.base_url
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host names the server answers for: the base URL's, loopback aliases when the
+        base URL is on loopback, and ``allowed_hosts``."""
+        host = urlsplit(self.base_url).hostname or ""
+        hosts = [host]
+        if host in LOOPBACK_NAMES:
+            hosts += [name for name in LOOPBACK_NAMES if name != host]
+        hosts += [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        return hosts
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     def secret(self) -> str:
         """The server secret: configured, or read from / created in ``secret_key_file``."""

@@ -15,9 +15,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from scopegate.core import scopes as registry
 from scopegate.services import credentials, directory
 from scopegate.services.errors import ServiceError
+from scopegate.services.login_throttle import KNOWN_DEVICE_MAX_AGE_SECONDS, LoginThrottled
 from scopegate.services.web_sessions import end_session, start_session
 from scopegate.store.models import EMAIL_MAX, NAME_MAX
 from scopegate.store.types import utcnow
+from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.auth import get_db
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
@@ -27,6 +29,8 @@ from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "sg_login_csrf"
+#: The signed known-device cookie (see services/login_throttle.py).
+KNOWN_DEVICE_COOKIE = "sg_device"
 EXPIRY_CHOICES = {"": None, "1d": timedelta(days=1), "30d": timedelta(days=30),
                   "90d": timedelta(days=90)}
 
@@ -67,14 +71,44 @@ def login(
     if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
         return render(request, "login.html", 403, csrf_token=expected, next=_safe_next(next),
                       error="Your login form expired. Please try again.")
+    # Throttled before the password is checked: a refused guess learns nothing.
+    device_cookie = request.cookies.get(KNOWN_DEVICE_COOKIE)
+    attempt = rt.login_throttle.attempt(
+        email, request.client.host if request.client else "", device_cookie
+    )
+    try:
+        rt.login_throttle.admit(attempt)
+    except LoginThrottled as refused:
+        return _login_refused(request, expected, next, refused)
     user = directory.authenticate_password(db, email, password)
     if user is None:
         return render(request, "login.html", 401, csrf_token=expected, next=_safe_next(next),
                       error="Email or password is incorrect.")
+    rt.login_throttle.succeeded(attempt)
     raw = start_session(db, user, rt.settings.session_max_age_seconds)
     response = RedirectResponse(_safe_next(next), status_code=303)
     rt.cookie.write(response, raw)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
+    response.set_cookie(
+        KNOWN_DEVICE_COOKIE, rt.login_throttle.device_cookie_after_login(device_cookie, attempt),
+        max_age=KNOWN_DEVICE_MAX_AGE_SECONDS, httponly=True, samesite="lax",
+        secure=rt.settings.secure_cookies, path="/",
+    )
+    return response
+
+
+def _login_refused(request: Request, csrf: str, next: str,
+                   refused: LoginThrottled) -> HTMLResponse:
+    """429 for a spent budget, 503 when the counters are unreachable (login fails
+    closed); neither says which budget, nor whether the account exists."""
+    status, error = (
+        (503, "Logging in is unavailable right now. Please try again later.")
+        if refused.unavailable
+        else (429, "Too many login attempts. Please try again later.")
+    )
+    response = render(request, "login.html", status, csrf_token=csrf, next=_safe_next(next),
+                      error=error)
+    response.headers["Retry-After"] = str(refused.retry_after)
     return response
 
 
@@ -86,7 +120,7 @@ def logout(
     db: Session = Depends(get_db),
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
-    end_session(db, me.raw_session)
+    end_session(db, agent_runtime(request).deny_list, me.raw_session)
     response = RedirectResponse("/login", status_code=303)
     runtime(request).cookie.clear(response)
     return response
@@ -149,7 +183,8 @@ def revoke_token(
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
     try:
-        credentials.revoke_user_token(db, me.user.id, token_id)
+        credentials.revoke_user_token(db, agent_runtime(request).deny_list, me.user.id,
+                                      token_id)
     except ServiceError as error:
         return _account(request, me, db, 404, error=error.detail)
     return RedirectResponse("/account", status_code=303)
