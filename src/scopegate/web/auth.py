@@ -150,10 +150,13 @@ class Permission:
         request: Request,
         org: str = Path(max_length=SLUG_MAX),
         db: Session = Depends(get_db),
-        principal: Principal = Depends(get_principal),
     ) -> OrgAccess:
-        _check_kind(self.scope_map, principal)
+        # Authentication and access in one thread-pool hop and one read transaction,
+        # released before the hop ends (``reads_released``).
         with reads_released(db):
+            principal = _authenticate(request, db)
+            request.state.principal = principal
+            _check_kind(self.scope_map, principal)
             return self._decide(request, org, db, principal)
 
     def _decide(self, request: Request, org: str, db: Session,
