@@ -42,6 +42,8 @@ from scopegate.web.cookies import CSRF_HEADER
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+    from live_server import LiveServer
+
 PG_URL = os.environ.get("SCOPEGATE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("SCOPEGATE_TEST_REDIS_URL")
 IN_CI = bool(os.environ.get("CI"))
@@ -123,6 +125,15 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     path = tmp_path / "scopegate.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def server(sqlite_url: str) -> Iterator[LiveServer]:
+    """scopegate served by uvicorn on loopback, on a fresh SQLite database."""
+    from live_server import live_app
+
+    with live_app(sqlite_url) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

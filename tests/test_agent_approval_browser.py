@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -19,7 +18,7 @@ from sqlalchemy import select
 
 import spec
 from conftest import PASSWORD, World, build_world_quick, user_token
-from live_server import LiveServer, live_app
+from live_server import LiveServer
 from scopegate.store.models import AuditEvent, WriteGrant
 from scopegate.store.types import utcnow
 
@@ -29,12 +28,6 @@ MEMBER = World.email("member")
 AGENT_NAME = "Claude Code"
 #: Set SCOPEGATE_SCREENSHOTS=/some/dir to keep screenshots of each step.
 SCREENSHOTS = os.environ.get("SCOPEGATE_SCREENSHOTS")
-
-
-@pytest.fixture
-def server(sqlite_url: str) -> Iterator[LiveServer]:
-    with live_app(sqlite_url) as running:
-        yield running
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import jwt
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,12 +20,14 @@ from sqlalchemy.orm import Session
 import spec
 from conftest import (
     BASE_URL,
+    REDIS_URL,
     World,
     agent_token_for,
     bearer,
     build_world_quick,
     login,
     make_settings,
+    require_service,
     user_token,
 )
 from scopegate.store.models import UserToken, WebSession
@@ -147,3 +150,44 @@ def test_agent_token_never_outlives_its_browser_session(database_url: str) -> No
         assert claims["exp"] - claims["iat"] <= 300
     finally:
         app.state.runtime.engine.dispose()
+
+
+def test_logging_out_does_not_deny_the_next_session_of_the_same_browser(
+    client: TestClient, db: Session, world: World
+) -> None:
+    """The deny entry names the ended session, not a row id the next session may reuse
+    (SQLite hands a deleted highest rowid out again)."""
+    csrf = login(client, MEMBER)
+    assert client.post("/logout", data={"csrf_token": csrf},
+                       follow_redirects=False).status_code == 303
+    csrf = login(client, MEMBER)
+    minted = client.post("/api/0/organizations/acme/agent/token/",
+                         json={"sessionId": "p-6"}, headers={CSRF_HEADER: csrf})
+    assert minted.status_code == 201, minted.text
+    assert reads(client, minted.json()["token"]) == 200
+
+
+@pytest.mark.parametrize("kv", ["sql", "redis"])
+def test_a_parent_revoked_in_one_process_stops_its_agent_tokens_in_another(
+    database_url: str, kv: str, request: pytest.FixtureRequest
+) -> None:
+    """The parent's deny entry is shared (the database, and Redis when configured): a
+    second app on the same stores, its deny-list cache at 0 s, refuses at once."""
+    redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL") \
+        if kv == "redis" else None
+    apps = [create_app(make_settings(database_url, redis_url=redis_url,
+                                     deny_list_cache_seconds=cache), migrate=False)
+            for cache in (2, 0)]
+    for app in apps:
+        request.addfinalizer(app.state.runtime.engine.dispose)
+    with TestClient(apps[0], base_url=BASE_URL) as here, \
+            TestClient(apps[1], base_url=BASE_URL) as elsewhere, \
+            apps[0].state.runtime.factory() as db:
+        build_world_quick(db)
+        parent = user_token(db, MEMBER, spec.ROLE_SCOPES["member"])
+        agent = agent_token_for(here, bearer(parent), sessionId="p-7")
+        assert reads(elsewhere, agent) == 200
+        revoked = here.delete(f"/api/0/api-tokens/{token_id(db, parent)}/",
+                              headers=bearer(parent))
+        assert revoked.status_code == 204
+        assert reads(elsewhere, agent) == 401

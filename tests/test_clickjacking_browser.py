@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, Response, Route, expect
 
 from conftest import PASSWORD, World, build_world_quick
-from live_server import HOST, LiveServer, live_app
+from live_server import HOST, LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -64,12 +64,6 @@ def attacker_site(target: str) -> Iterator[str]:
         httpd.shutdown()
         thread.join(timeout=10)
         httpd.server_close()
-
-
-@pytest.fixture
-def server(sqlite_url: str) -> Iterator[LiveServer]:
-    with live_app(sqlite_url) as running:
-        yield running
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 import spec
 from conftest import BASE_URL, World, bearer, make_settings, user_token
 from scopegate.web.app import create_app
-from scopegate.web.security_headers import host_patterns
+from scopegate.web.origin import host_patterns
 
 ISSUES = "/api/0/organizations/acme/issues/"
 #: Three issues match and a page holds one, so there is always a next page. ``note``
@@ -88,6 +88,17 @@ def test_an_allowed_alias_still_links_to_the_base_url(
             assert_on_base_url(next_link(response), page=2)
             refused = via_alias.get(ISSUES, params=QUERY, headers={**token, "Host": "evil.test"})
             assert refused.status_code == 400
+
+
+def test_an_allowed_alias_cannot_steer_a_trailing_slash_redirect(
+    alias_app: FastAPI, token: dict[str, str]
+) -> None:
+    """Starlette's trailing-slash redirect is absolute and built from the request: it too
+    names the base URL, however the client addressed the server."""
+    with TestClient(alias_app, base_url="https://eu.alias.test:8443") as via_alias:
+        response = via_alias.get(ISSUES.rstrip("/"), headers=token, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == BASE_URL + ISSUES
 
 
 @pytest.mark.parametrize(

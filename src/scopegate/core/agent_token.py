@@ -10,7 +10,7 @@ The token is ``sga_`` + a compact JWS (RFC 7515) signed with EdDSA (RFC 8037), h
     sid   the agent session, chosen by the caller
     scopes  granted scopes
     act   who acts (RFC 8693 section 4.1): {"sub": "<agent or OAuth client>"}
-    par   the parent credential that minted it ("user_token:12", "web_session:7"): the
+    par   the parent credential that minted it ("user_token:12:9c1e…", "web_session:3f9a…"): the
           token dies when its parent is revoked or logged out (the deny list)
     iat, exp, jti   (``exp`` never later than the parent credential's own expiry)
 

@@ -31,6 +31,7 @@ from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.services.grant_cache import GrantCache
+from scopegate.services.grants import check_session_and_agent
 from scopegate.services.keys import KeyRing
 from scopegate.settings import Settings
 from scopegate.store.models import Organization, WriteGrant
@@ -88,10 +89,7 @@ def mint(
         raise Forbidden("Only a person's credential can mint agent tokens.")
     if not org.agent_tokens_enabled:
         raise Forbidden("Agent tokens are turned off for this organization.")
-    if not agent_token.valid_session_id(session_id):
-        raise Invalid("sessionId: 1-128 characters from A-Z a-z 0-9 . _ : @ -")
-    if actor is not None and not agent_token.valid_agent_name(actor):
-        raise Invalid("agent: 1-128 characters from A-Z a-z 0-9, space and . _ : @ / + ~ ( ) -")
+    check_session_and_agent(session_id, actor or "")
     ttl = settings.agent_token_ttl_seconds if ttl_seconds is None else ttl_seconds
     if not 30 <= ttl <= settings.agent_token_max_ttl_seconds:
         raise Invalid(f"ttlSeconds: between 30 and {settings.agent_token_max_ttl_seconds}")
@@ -226,5 +224,4 @@ class AgentTokenAuthenticator:
             scopes=scopes,
             agent_session=claims.session_id,
             act=claims.actor,
-            expires_at=claims.expires_at,
         )

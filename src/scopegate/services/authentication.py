@@ -54,7 +54,7 @@ def authenticate_user_token(db: Session, token: str) -> Principal:
     credentials.touch_last_used(db, UserToken, row.id)
     return Principal(
         kind=TokenKind.USER,
-        credential_ref=credentials.user_token_ref(row.id),
+        credential_ref=credentials.user_token_ref(row),
         user_id=row.user_id,
         scopes=row.scopes,
         expires_at=int(row.expires_at.timestamp()) if row.expires_at is not None else None,

@@ -76,27 +76,31 @@ def _live(model: TokenModel, owner: ColumnElement[bool]) -> Select:
     return select(model).where(owner, model.revoked_at.is_(None)).order_by(model.id)
 
 
-def _revoke(db: Session, model: TokenModel, owner: ColumnElement[bool], token_id: int) -> None:
+def _revoke(db: Session, model: TokenModel, owner: ColumnElement[bool],
+            token_id: int) -> UserToken | OrgToken:
     row = db.scalar(_live(model, owner).where(model.id == token_id))
     if row is None:
         raise NotFound("token not found")
     row.revoked_at = utcnow()
     db.flush()
+    return row
 
 
 def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
     return list(db.scalars(_live(UserToken, UserToken.user_id == user_id)))
 
 
-def user_token_ref(token_id: int) -> str:
-    """The credential reference of a user token (logs, audit, agent ``par``)."""
-    return f"user_token:{token_id}"
+def user_token_ref(row: UserToken) -> str:
+    """The credential reference of a user token (logs, audit, agent ``par``): its id for
+    people, and a prefix of its stored hash so that a reused id (SQLite, a restored
+    database) never names another token's deny entry. Never the secret."""
+    return f"user_token:{row.id}:{row.token_hash[:12]}"
 
 
 def revoke_user_token(db: Session, deny_list: DenyList, user_id: int, token_id: int) -> None:
     """Revoke one of the user's tokens and stop the agent tokens it minted."""
-    _revoke(db, UserToken, UserToken.user_id == user_id, token_id)
-    deny_list.deny_parent(db, user_token_ref(token_id))
+    row = _revoke(db, UserToken, UserToken.user_id == user_id, token_id)
+    deny_list.deny_parent(db, user_token_ref(row))
 
 
 def create_org_token(

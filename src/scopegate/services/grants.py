@@ -51,7 +51,7 @@ AGENT_NAME_RULE = (
 
 def check_session_and_agent(session_id: str, agent: str) -> None:
     """The one validation of an agent session id and agent name, on every path that
-    records or shows them (approve, deny, revoke, the approval page)."""
+    records or shows them (mint, approve, deny, revoke, the approval page)."""
     if not agent_token.valid_session_id(session_id):
         raise Invalid(SESSION_ID_RULE)
     if agent and not agent_token.valid_agent_name(agent):
@@ -224,7 +224,6 @@ def revoke_session(
     audit.record(
         db, event, org_id=org.id, user_id=user_id, session_id=session_id, request=request
     )
-    grant_cache.invalidate()
     after_commit(db, grant_cache.invalidate)
     return bool(result.rowcount)
 

@@ -25,14 +25,17 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def session_ref(session_id: int) -> str:
-    """The credential reference of a browser session (logs, audit, agent ``par``)."""
-    return f"web_session:{session_id}"
+def session_ref(session_hash: str) -> str:
+    """The credential reference of a browser session (logs, audit, agent ``par``).
+
+    Named by a prefix of its stored hash, not its row id: SQLite hands a deleted highest
+    row id out again, and a logged-out session's deny entry must not fall on the next."""
+    return f"web_session:{session_hash[:16]}"
 
 
 @dataclass(frozen=True)
 class LiveSession:
-    id: int
+    ref: str
     user: User
     expires_at: datetime
 
@@ -63,7 +66,7 @@ def live_session(db: Session, raw: str) -> LiveSession | None:
     user = db.get(User, row.user_id)
     if user is None or not user.is_active:
         return None
-    return LiveSession(row.id, user, row.expires_at)
+    return LiveSession(session_ref(row.session_hash), user, row.expires_at)
 
 
 def session_user(db: Session, raw: str) -> User | None:
@@ -76,6 +79,6 @@ def end_session(db: Session, deny_list: DenyList, raw: str) -> None:
     row = db.scalar(select(WebSession).where(WebSession.session_hash == _digest(raw)))
     if row is None:
         return
-    deny_list.deny_parent(db, session_ref(row.id))
+    deny_list.deny_parent(db, session_ref(row.session_hash))
     db.delete(row)
     db.flush()

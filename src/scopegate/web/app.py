@@ -30,8 +30,9 @@ from scopegate.web.agent_runtime import AgentRuntime, deny_ttl_seconds
 from scopegate.web.api import agent, audit, issues, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
+from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.runtime import Runtime
-from scopegate.web.security_headers import SecurityHeadersMiddleware, host_patterns
+from scopegate.web.security_headers import SecurityHeadersMiddleware
 from scopegate.web.ui import approvals, pages
 from scopegate.web.ui.rendering import STATIC_DIR
 
@@ -100,8 +101,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(approvals.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Added last, so outermost: a request for another Host is refused (400) before
-    # anything else, and every response, refusals included, gets the security headers.
+    # Outermost last: the security headers on every response, refusals included; then a
+    # request for another Host is refused (400); then the rest sees only the base URL's.
+    app.add_middleware(CanonicalOriginMiddleware, base_url=settings.base_url)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=host_patterns(settings.trusted_hosts),
                        www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -28,7 +28,7 @@ from scopegate.services import audit, credentials
 from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import Forbidden
-from scopegate.services.web_sessions import live_session, session_ref
+from scopegate.services.web_sessions import live_session
 from scopegate.store.models import SLUG_MAX
 from scopegate.web.cookies import CSRF_HEADER
 from scopegate.web.runtime import runtime
@@ -127,7 +127,7 @@ def _authenticate(request: Request, db: Session) -> Principal:
     ):
         raise Forbidden("CSRF token missing or invalid.")
     return Principal(
-        kind=None, credential_ref=session_ref(session.id), user_id=session.user.id,
+        kind=None, credential_ref=session.ref, user_id=session.user.id,
         expires_at=int(session.expires_at.timestamp()),
     )
 

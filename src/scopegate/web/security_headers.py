@@ -76,22 +76,3 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def host_patterns(hosts: Iterable[str]) -> list[str]:
-    """``Settings.trusted_hosts`` as ``TrustedHostMiddleware`` compares them.
-
-    Starlette matches the ``Host`` header's host with IPv6 literals still in brackets
-    (``[::1]:8000`` gives ``[::1]``), so a bare IPv6 address is bracketed here. A
-    wildcard must be a leading ``*.``: anything else is a configuration error.
-    """
-    patterns = []
-    for host in hosts:
-        host = host.strip().lower()
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        if "*" in host and host != "*" and not (host.startswith("*.") and "*" not in host[1:]):
-            raise ValueError(f"allowed host {host!r}: a wildcard must look like '*.example.com'")
-        if host and host not in patterns:
-            patterns.append(host)
-    return patterns

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
@@ -19,7 +18,6 @@ from scopegate.services.issues import IssueStatus
 from scopegate.store.models import EMAIL_MAX, TITLE_MAX, Issue
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import Permission, get_db
-from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
 
 router = APIRouter(route_class=TransactionalRoute, tags=["issues"])
@@ -79,20 +77,10 @@ def list_issues(
         db, oa.org.id, status=status, query=query, offset=(page - 1) * per_page, limit=per_page
     )
     if more:
-        response.headers["Link"] = f'<{_page_url(request, page + 1)}>; rel="next"'
+        # request.url speaks the base URL's origin (web/origin.py), never the Host header.
+        next_url = request.url.include_query_params(page=page + 1)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
     return [IssueOut.of(issue) for issue in rows]
-
-
-def _page_url(request: Request, page: int) -> str:
-    """This request's URL with ``page`` replaced, on the configured base URL: never on
-    the ``Host`` header, which the client chooses."""
-    path: str = request.scope["path"]
-    root: str = request.scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root):]
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
-    query.append(("page", str(page)))
-    return f"{runtime(request).settings.base_url}{quote(path)}?{urlencode(query)}"
 
 
 @router.get("/organizations/{org}/issues/{issue_id}/", response_model=IssueOut)

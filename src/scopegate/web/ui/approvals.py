@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scopegate.core import scopes as registry
 from scopegate.core.access import Principal
-from scopegate.core.agent_token import ACTOR_MAX, valid_agent_name, valid_session_id
+from scopegate.core.agent_token import ACTOR_MAX
 from scopegate.core.permissions import actions_for_scope
 from scopegate.core.roles import role_scopes
 from scopegate.services import audit, grants
@@ -69,12 +69,10 @@ def approval_page(
     """What the agent asks for, what each scope lets it do, for how long; Approve/Deny."""
     if len(org) > SLUG_MAX:
         return _problem(request, me, 404, "Not found", "No such organization.")
-    if not valid_session_id(session):
-        return _problem(request, me, 400, "Invalid approval link",
-                        "The link names no valid agent session.")
-    if agent and not valid_agent_name(agent):
-        return _problem(request, me, 400, "Invalid approval link",
-                        "The link's agent name is not a valid agent name.")
+    try:
+        grants.check_session_and_agent(session, agent)
+    except ServiceError as error:  # the rule broken, never the link's text
+        return _problem(request, me, 400, "Invalid approval link", error.detail)
     try:
         requested = registry.parse(scopes)
     except registry.UnknownScopeError:
