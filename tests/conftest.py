@@ -26,14 +26,15 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from scopegate.core.roles import Role
 from scopegate.services import credentials, directory, issues
+from scopegate.services.keys import KeyRing
 from scopegate.settings import Settings
-from scopegate.store.db import make_engine
+from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.migrate import upgrade
 from scopegate.store.models import Base, User
 from scopegate.web.app import create_app
@@ -73,7 +74,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file; each test copies it instead of migrating again."""
     path = tmp_path_factory.mktemp("sqlite") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    prepare_engine(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
@@ -91,7 +92,7 @@ def pg_database() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = base.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
-    upgrade(engine)
+    prepare_engine(engine)
     engine.dispose()
     yield url
     with admin.connect() as conn:
@@ -99,11 +100,21 @@ def pg_database() -> Iterator[str]:
     admin.dispose()
 
 
+def prepare_engine(engine: Engine) -> None:
+    """What ``scopegate migrate`` does: the schema, then the first signing key."""
+    upgrade(engine)
+    KeyRing(make_sessionmaker(engine), SECRET).ensure_active()
+
+
 def _truncate_pg(url: str) -> None:
-    engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Empty every table but the change counters (which migrations seed), then give the
+    database its first signing key again."""
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables
+                       if t.name != "change_versions")
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    KeyRing(make_sessionmaker(engine), SECRET).ensure_active()
     engine.dispose()
 
 
@@ -168,9 +179,12 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[FastAPI]:
-    application = create_app(settings, migrate=False)
+    application = create_app(settings)
+    runtime = application.state.runtime
+    runtime.start()  # what the lifespan does; a started client's lifespan finds it done
     yield application
-    application.state.runtime.engine.dispose()
+    runtime.stop()
+    runtime.engine.dispose()
 
 
 @pytest.fixture
@@ -377,7 +391,7 @@ def sign_agent_token(
     ``header.payload``), so any header or claim value can be signed, however wrong;
     other algorithms go through PyJWT. A header value of ``None`` drops that parameter.
     """
-    active = app.state.runtime.extras["agent"].keys.active()
+    active = app.state.runtime.keys.active()
     header: dict[str, object] = {"alg": algorithm, "kid": active.kid, "typ": "sg-agent+jwt"}
     header.update(headers or {})
     header = {name: value for name, value in header.items() if value is not None}

@@ -68,7 +68,7 @@ def live_server(make_app: Callable[[str], FastAPI]) -> Iterator[LiveServer]:
     base_url = f"http://{HOST}:{sock.getsockname()[1]}"
     app = make_app(base_url)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -90,7 +90,7 @@ def live_app(database_url: str) -> Iterator[LiveServer]:
     """scopegate on ``database_url`` (already migrated), with the test settings."""
 
     def make_app(base_url: str) -> FastAPI:
-        return create_app(make_settings(database_url, base_url=base_url), migrate=False)
+        return create_app(make_settings(database_url, base_url=base_url))
 
     with live_server(make_app) as server:
         yield server

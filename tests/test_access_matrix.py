@@ -305,7 +305,7 @@ def test_access_matrix(kind, app, client, db, world):
 
 
 def test_the_matrix_covers_every_api_operation(sqlite_url):
-    app = create_app(make_settings(sqlite_url), migrate=False)
+    app = create_app(make_settings(sqlite_url))
     try:
         spec_paths = app.openapi()["paths"]
     finally:

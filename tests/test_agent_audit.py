@@ -116,7 +116,7 @@ def test_every_agent_event_is_recorded(
     assert len(mints) == 2
     assert {m.session_id for m in mints} == {"audit-1"}
     assert all(m.user_id == member and m.org_id == acme for m in mints)
-    assert mints[0].act == "claude"
+    assert mints[0].agent == "claude"
     assert mints[0].scopes == spec.READ_SCOPES & spec.ROLE_SCOPES["member"]
     assert "event:write" in mints[1].scopes
 
@@ -133,7 +133,7 @@ def test_every_agent_event_is_recorded(
     [approve] = by_event["agent.approve"]
     assert (approve.org_id, approve.user_id, approve.session_id) == (acme, member, "audit-1")
     assert approve.scopes == {"event:write"}
-    assert approve.act == "claude"
+    assert approve.agent == "claude"
 
     [deny] = by_event["agent.deny"]
     assert (deny.org_id, deny.user_id, deny.session_id) == (acme, member, "audit-2")
@@ -144,7 +144,7 @@ def test_every_agent_event_is_recorded(
 
     [rotate] = by_event["keys.rotate"]
     assert rotate.org_id is None
-    keys = app.state.runtime.extras["agent"].keys
+    keys = app.state.runtime.keys
     keys.load()
     assert rotate.detail == f"kid={keys.active().kid}"
 
@@ -221,7 +221,7 @@ def test_no_secret_reaches_the_audit_log(
             needles[f"{name} head"] = secret[:16]
     rows = audit_rows(db)
     assert len(rows) >= 7
-    columns = [column.key for column in AuditEvent.__table__.columns]
+    columns = [attribute.key for attribute in AuditEvent.__mapper__.column_attrs]
     found = [
         (row.id, row.event, column, name)
         for row in rows

@@ -207,7 +207,7 @@ def test_mint_ttl_is_bounded_by_the_configured_maximum(
     schema's 3600."""
     person = bearer(member_token(db))
     settings = make_settings(database_url, agent_token_max_ttl_seconds=600)
-    app = create_app(settings, migrate=False)
+    app = create_app(settings)
     try:
         with TestClient(app, base_url=BASE_URL) as short:
             over = mint_agent(short, person, ttlSeconds=601)

@@ -36,7 +36,9 @@ from conftest import (
     user_token,
 )
 from live_server import live_server
+from scopegate.core.changes import Change, Topic, grant_key
 from scopegate.store.models import WriteGrant
+from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
 from scopegate.web.cookies import CSRF_HEADER
@@ -68,17 +70,20 @@ def writer_token(client: TestClient, db: Session, session: str) -> str:
 def test_agent_token_write_scopes_end_when_the_grant_expires(
     database_url: str,
 ) -> None:
-    # No grant cache, so the test needs no clock: the grant's end is read at each use.
-    app = create_app(make_settings(database_url, deny_list_cache_seconds=0), migrate=False)
+    # The grant's end is checked at each use, against the cached grant's expiry.
+    app = create_app(make_settings(database_url))
     try:
         with app.state.runtime.factory() as db, TestClient(app, base_url=BASE_URL) as client:
             world = build_world_quick(db)
             token = writer_token(client, db, "end-1")
             assert resolve(client, token, world.issue_ids[0]) == 200
 
-            # The grant's time passes (as the database sees it); the token's exp has not.
+            # The grant's time passes (edited in the database, and announced as every
+            # change to a cached row is); the token's exp has not.
             db.execute(update(WriteGrant).where(WriteGrant.session_id == "end-1")
                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+            record_change(db, Change(Topic.GRANT, grant_key(world.orgs["acme"],
+                                                            world.users["member"], "end-1")))
             db.commit()
 
             assert resolve(client, token, world.issue_ids[1]) == 403
@@ -163,7 +168,7 @@ def test_revoke_races_mint_no_token_writes_after_revocation_returns(database_url
     may write, whatever raced it (the tries run over real HTTP, many at once)."""
 
     def make_app(base_url: str):
-        return create_app(make_settings(database_url, base_url=base_url), migrate=False)
+        return create_app(make_settings(database_url, base_url=base_url))
 
     with live_server(make_app) as server:
         factory = server.app.state.runtime.factory

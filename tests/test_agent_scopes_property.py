@@ -194,7 +194,7 @@ def test_http_mint_obeys_the_bound(sqlite_url: str) -> None:
     The grant row is written directly (it may hold scopes beyond the role: a grant
     approved before a downgrade); the person's role is changed for each example.
     """
-    app = create_app(make_settings(sqlite_url), migrate=False)
+    app = create_app(make_settings(sqlite_url))
     counter = itertools.count()
     try:
         with TestClient(app, base_url=BASE_URL) as client, app.state.runtime.factory() as db:

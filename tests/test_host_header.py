@@ -52,7 +52,7 @@ def token(db: Session, world: World) -> dict[str, str]:
 def alias_app(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
     """The app on the same database, answering for ``alias.test`` as well."""
     monkeypatch.setenv("SCOPEGATE_ALLOWED_HOSTS", "alias.test, *.alias.test")
-    app = create_app(make_settings(database_url), migrate=False)
+    app = create_app(make_settings(database_url))
     yield app
     app.state.runtime.engine.dispose()
 
@@ -119,7 +119,7 @@ def test_an_allowed_alias_cannot_steer_a_trailing_slash_redirect(
 def test_only_the_base_url_host_and_its_aliases_are_served(
     sqlite_url: str, base_url: str, accepted: list[str], refused: list[str]
 ) -> None:
-    app = create_app(make_settings(sqlite_url, base_url=base_url), migrate=False)
+    app = create_app(make_settings(sqlite_url, base_url=base_url))
     try:
         with TestClient(app, base_url=base_url) as client:
             for host in accepted:

@@ -1,37 +1,45 @@
-"""The key-value store: ``SQLKV`` (SQLite and PostgreSQL) and ``RedisKV`` keep one contract.
-
-set/get/delete, overwrite, and expiry. Expiry is checked from the stored deadline (the
-row's ``expires_at``, Redis's ``TTL``) and from entries already past it, never by waiting.
+"""The key-value table (``store/kv.py``) on SQLite and PostgreSQL: set/get, overwrite,
+and expiry. Expiry is checked from the stored deadline (the row's ``expires_at``) and
+from entries already past it, never by waiting.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from conftest import REDIS_URL, make_settings, require_service
+from scopegate.store import kv as store
 from scopegate.store.db import make_engine, make_sessionmaker
-from scopegate.store.kv import SQLKV, RedisKV
 from scopegate.store.models import KVEntry
-from scopegate.web.app import create_app
-
-# --- The contract both stores keep ---------------------------------------------------------
 
 
-def check_set_get_delete(kv, key) -> None:
+class SQLKV:
+    """The table's two functions, each in a transaction of its own."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+
+    def get(self, key: str) -> str | None:
+        with self._factory() as session:
+            return store.read(session, key)
+
+    def set(self, key: str, value: str, ttl_seconds: int) -> None:
+        with self._factory() as session, session.begin():
+            store.write(session, key, value, ttl_seconds)
+
+# --- The contract ------------------------------------------------------------------------
+
+
+def check_set_get(kv, key) -> None:
     assert kv.get(key("a")) is None
     kv.set(key("a"), "alpha", 60)
     kv.set(key("b"), "beta", 60)
     assert kv.get(key("a")) == "alpha"
     assert kv.get(key("b")) == "beta"
-    kv.delete(key("a"))
-    assert kv.get(key("a")) is None
-    assert kv.get(key("b")) == "beta"
-    kv.delete(key("never-set"))  # deleting what is absent is not an error
 
 
 def check_overwrite(kv, key) -> None:
@@ -46,7 +54,7 @@ def check_values_round_trip(kv, key) -> None:
         assert kv.get(key(f"v{n}")) == value
 
 
-CONTRACT = [check_set_get_delete, check_overwrite, check_values_round_trip]
+CONTRACT = [check_set_get, check_overwrite, check_values_round_trip]
 
 # --- SQLKV on SQLite and PostgreSQL ---------------------------------------------------------
 
@@ -115,64 +123,3 @@ def test_sql_kv_setting_an_expired_key_again_revives_it(sql):
     kv.set("test:k", "old", -1)
     kv.set("test:k", "new", 60)
     assert kv.get("test:k") == "new"
-
-
-# --- RedisKV ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_kv():
-    import redis
-
-    url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    raw = redis.Redis.from_url(url, decode_responses=True)
-    prefix = f"scopegate-test:{uuid.uuid4().hex}:"
-    yield RedisKV(url), raw, (lambda name: prefix + name)
-    for key in raw.scan_iter(prefix + "*"):
-        raw.delete(key)
-    raw.close()
-
-
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__.removeprefix("check_"))
-def test_redis_kv_keeps_the_contract(check, redis_kv):
-    kv, _, key = redis_kv
-    check(kv, key)
-
-
-def test_redis_kv_stores_the_ttl(redis_kv):
-    kv, raw, key = redis_kv
-    kv.set(key("ttl"), "v", 90)
-    assert 85 <= raw.ttl(key("ttl")) <= 90
-
-
-def test_redis_kv_overwrite_moves_the_ttl(redis_kv):
-    kv, raw, key = redis_kv
-    kv.set(key("ttl"), "v", 60)
-    kv.set(key("ttl"), "v", 3600)
-    assert raw.ttl(key("ttl")) > 3000
-
-
-@pytest.mark.parametrize("ttl", [0, -5])
-def test_redis_kv_a_spent_ttl_lives_at_most_a_second(ttl, redis_kv):
-    kv, raw, key = redis_kv
-    kv.set(key("short"), "v", ttl)
-    assert raw.pttl(key("short")) <= 1000  # -2 (already gone) also satisfies this
-
-
-def test_redis_kv_delete_removes_the_key(redis_kv):
-    kv, raw, key = redis_kv
-    kv.set(key("k"), "v", 60)
-    kv.delete(key("k"))
-    assert raw.exists(key("k")) == 0
-
-
-def test_the_app_keeps_its_kv_in_redis_when_configured(sqlite_url):
-    url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    with_redis = create_app(make_settings(sqlite_url, redis_url=url), migrate=False)
-    without = create_app(make_settings(sqlite_url), migrate=False)
-    try:
-        assert isinstance(with_redis.state.runtime.kv, RedisKV)
-        assert isinstance(without.state.runtime.kv, SQLKV)
-    finally:
-        with_redis.state.runtime.engine.dispose()
-        without.state.runtime.engine.dispose()

@@ -1,4 +1,5 @@
-"""Layers import downward only: core (pure) <- services <- web/cli; store below services."""
+"""Layers import downward only: core (pure) <- services <- runtime <- web/cli; store below
+services."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ ALLOWED = {
     "core": {"core"},
     "store": {"store", "core"},
     "services": {"services", "store", "core", "settings"},
-    "web": {"web", "services", "store", "core", "settings"},
-    "cli": {"cli", "web", "services", "store", "core", "settings"},
+    "runtime": {"runtime", "services", "store", "core", "settings"},
+    "web": {"web", "runtime", "services", "store", "core", "settings"},
+    "cli": {"cli", "web", "runtime", "services", "store", "core", "settings"},
     "settings": set(),
 }
 #: Third-party packages that mean I/O or a framework: never in core.

@@ -211,7 +211,7 @@ def test_known_device_cookie_is_signed_httponly_lax_and_long_lived(client, world
 
 
 def test_known_device_cookie_is_secure_on_https(sqlite_url: str, world: World):
-    app = create_app(make_settings(sqlite_url, base_url="https://testserver"), migrate=False)
+    app = create_app(make_settings(sqlite_url, base_url="https://testserver"))
     try:
         with TestClient(app, base_url="https://testserver") as client:
             response = attempt(client, OWNER, PASSWORD)
@@ -252,7 +252,7 @@ def test_a_lockout_ends_one_window_after_the_failures_stop(app, client, world: W
 
 
 def test_login_fails_closed_with_503_when_redis_is_unreachable(sqlite_url: str, world: World):
-    app = create_app(make_settings(sqlite_url, redis_url=DEAD_REDIS), migrate=False)
+    app = create_app(make_settings(sqlite_url, redis_url=DEAD_REDIS))
     try:
         with TestClient(app, base_url=BASE_URL) as client:
             response = attempt(client, OWNER, PASSWORD)
@@ -271,7 +271,7 @@ def test_two_app_instances_on_one_redis_share_the_count(sqlite_url: str, db):
     db.add(User(email=email, name="shared", password_hash=password_hash()))
     db.commit()
     settings = make_settings(sqlite_url, redis_url=url, **budgets())
-    first, second = create_app(settings, migrate=False), create_app(settings, migrate=False)
+    first, second = create_app(settings), create_app(settings)
     throttle = first.state.runtime.login_throttle
     keys = [key for key, _ in throttle.attempt(email, host, None).budgets]
     try:

@@ -59,9 +59,9 @@ def signing_key_reads(app: FastAPI) -> Iterator[list[str]]:
 
 
 def test_key_ring_reload_never_runs_in_the_requesting_thread(
-    app: FastAPI, db: Session
+    app: FastAPI, client: TestClient
 ) -> None:
-    keys: KeyRing = app.state.runtime.extras["agent"].keys
+    keys: KeyRing = app.state.runtime.keys  # loaded at start-up (``client`` started the app)
     before = keys.active().kid
     with signing_key_reads(app) as threads:
         keys.mark_stale()
@@ -76,13 +76,13 @@ def test_mint_burst_after_the_key_reload_interval_has_no_server_errors(
     database_url: str,
 ) -> None:
     def make_app(base_url: str) -> FastAPI:
-        return create_app(make_settings(database_url, base_url=base_url), migrate=False)
+        return create_app(make_settings(database_url, base_url=base_url))
 
     with live_server(make_app) as server:
         with server.app.state.runtime.factory() as db:
             build_world_quick(db)
             person = bearer(user_token(db, MEMBER, spec.ROLE_SCOPES["member"]))
-        keys: KeyRing = server.app.state.runtime.extras["agent"].keys
+        keys: KeyRing = server.app.state.runtime.keys
         path = AGENT_MINT_PATH.format(org="acme")
         limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
         with httpx.Client(base_url=server.base_url, timeout=60, limits=limits) as client, \
@@ -106,7 +106,7 @@ def test_a_write_that_cannot_get_the_sqlite_lock_is_503_with_retry_after(
     sqlite_url: str,
 ) -> None:
     """Overload degrades into a bounded wait and a 503, never a 500 or a stall."""
-    app = create_app(make_settings(sqlite_url, sqlite_busy_timeout_seconds=0.2), migrate=False)
+    app = create_app(make_settings(sqlite_url, sqlite_busy_timeout_seconds=0.2))
     holder = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
     try:
         with app.state.runtime.factory() as db:

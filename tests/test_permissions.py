@@ -13,7 +13,7 @@ from scopegate.core.access import Access, Principal, Refusal, assemble_access
 from scopegate.core.permissions import Rule, ScopeMap, actions_for_scope, least_sufficient
 from scopegate.core.roles import Role
 from scopegate.core.scopes import UnknownScopeError
-from scopegate.core.token_kinds import TokenKind, kind_of
+from scopegate.core.token_kinds import TokenKind
 
 # ---------------------------------------------------------------------------------------
 # ScopeMap.decide: any one of the method's scopes suffices; undeclared methods fail closed.
@@ -207,25 +207,6 @@ def test_a_credential_with_no_person_and_no_org_is_refused():
 
 # ---------------------------------------------------------------------------------------
 # Token prefixes and the org token format.
-
-
-@pytest.mark.parametrize(
-    ("token", "kind"),
-    [
-        ("sgu_abc", TokenKind.USER),
-        ("sgo_abc", TokenKind.ORG),
-        ("sgi_abc", TokenKind.INTEGRATION),
-        ("sgp_abc", TokenKind.OAUTH_ACCESS),
-        ("sgr_abc", TokenKind.OAUTH_REFRESH),
-        ("sga_abc", TokenKind.AGENT),
-        ("SGU_abc", None),
-        ("ghp_abc", None),
-        ("sg_abc", None),
-        ("", None),
-    ],
-)
-def test_kind_of_routes_by_prefix(token, kind):
-    assert kind_of(token) is kind
 
 
 def test_only_user_oauth_and_agent_tokens_act_for_a_person():

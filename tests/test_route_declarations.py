@@ -48,7 +48,7 @@ def walk(app: FastAPI) -> Iterator[tuple[str, frozenset[str], APIRoute]]:
 
 @pytest.fixture
 def app(sqlite_url) -> Iterator[FastAPI]:
-    application = create_app(make_settings(sqlite_url), migrate=False)
+    application = create_app(make_settings(sqlite_url))
     yield application
     application.state.runtime.engine.dispose()
 

@@ -19,9 +19,11 @@ from conftest import (
     user_token,
 )
 from scopegate.core import org_token_format
+from scopegate.core.changes import Change, Topic
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import credentials
-from scopegate.store.models import OrgToken, User, UserToken
+from scopegate.services import credentials, directory
+from scopegate.store.models import OrgToken, UserToken
+from scopegate.store.outbox import record_change
 from scopegate.web.api.tokens import ORG_TOKENS, USER_TOKENS
 
 ORGS = "/api/0/organizations/"
@@ -61,12 +63,15 @@ def test_an_expired_user_token_is_refused(client, db, world):
     token = user_token(db, "owner@acme.test", {"org:read"},
                        expires_at=datetime.now(UTC) + timedelta(days=1))
     assert client.get(ORGS, headers=bearer(token)).status_code == 200
-    # The service refuses a past expiry, so age the row directly.
+    # The service refuses a past expiry, so age the row directly (announcing the edit,
+    # as every change to a cached row is announced).
+    digest = credentials.token_hash(token)
     db.execute(
         update(UserToken)
-        .where(UserToken.token_hash == credentials.token_hash(token))
+        .where(UserToken.token_hash == digest)
         .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     )
+    record_change(db, Change(Topic.CREDENTIAL, digest))
     db.commit()
     response = client.get(ORGS, headers=bearer(token))
     assert_invalid_token(response)
@@ -106,7 +111,8 @@ def test_an_unknown_or_unrouted_token_is_refused(token, client):
 
 def test_a_user_token_of_a_deactivated_person_is_refused(client, db, world):
     token = user_token(db, "member@acme.test", {"org:read"})
-    db.execute(update(User).where(User.email == "member@acme.test").values(is_active=False))
+    assert client.get(ORGS, headers=bearer(token)).status_code == 200  # now cached
+    directory.set_active(db, directory.get_user_by_email(db, "member@acme.test"), False)
     db.commit()
     assert_invalid_token(client.get(ORGS, headers=bearer(token)))
 

@@ -56,8 +56,15 @@ class Settings(BaseSettings):
     #: Agent capability tokens.
     agent_token_ttl_seconds: int = Field(default=300, ge=30, le=MAX_AGENT_TOKEN_TTL)
     agent_token_max_ttl_seconds: int = Field(default=3600, ge=60, le=MAX_AGENT_TOKEN_TTL)
-    #: How long the in-process deny-list cache may serve a stale answer.
-    deny_list_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    #: The staleness bound of every in-process cache of the request path (credentials,
+    #: roles, organizations, agent claims, the deny list, grants): a change made in
+    #: another process takes effect here within this many seconds (well under one with
+    #: Redis, which pushes changes), and cached answers are not trusted past it when
+    #: neither Redis nor the database can confirm them.
+    cache_seconds: float = Field(default=2.0, gt=0, le=5)
+    #: Threads that run database work; the pool holds as many connections, plus a few
+    #: for background work.
+    worker_threads: int = Field(default=16, ge=1, le=256)
 
     session_max_age_seconds: int = Field(default=12 * 3600, ge=300)
     #: Largest request body accepted, in bytes.

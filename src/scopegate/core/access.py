@@ -31,16 +31,12 @@ class Principal:
     user_id: int | None = None
     org_id: int | None = None
     scopes: frozenset[str] | None = None
-    #: Agent tokens: the agent session and the actor.
-    agent_session: str | None = None
-    act: str | None = None
+    #: Agent tokens: the agent session and the acting agent's name.
+    session_id: str | None = None
+    agent: str | None = None
     #: When the credential itself stops working (Unix seconds), if it does: what it mints
     #: (agent tokens) must not outlive it.
     expires_at: int | None = None
-
-    @property
-    def is_session(self) -> bool:
-        return self.kind is None
 
     @property
     def acts_for_person(self) -> bool:
@@ -60,12 +56,6 @@ class Access:
     org_id: int
     scopes: frozenset[str]
     role: Role | None = None
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in self.scopes
-
-    def has_any(self, scopes: tuple[str, ...] | frozenset[str]) -> bool:
-        return any(scope in self.scopes for scope in scopes)
 
 
 def assemble_access(principal: Principal, org_id: int, role: Role | None) -> Access | Refusal:

@@ -28,7 +28,7 @@ from scopegate.core import scopes as registry
 ALGORITHM: Final = "EdDSA"
 TOKEN_TYPE: Final = "sg-agent+jwt"  # noqa: S105 - a JWS "typ", not a secret
 SESSION_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-ACTOR_MAX: Final = 128
+AGENT_MAX: Final = 128
 #: An agent's self-chosen name, shown to its person as a claim: printable ASCII letters,
 #: digits and ``space . _ : @ / + ~ ( ) -``, no space at either end; so neither markup nor
 #: bidi or other control characters reach the approval page or the audit log.
@@ -55,7 +55,8 @@ class AgentClaims:
     org_id: int
     session_id: str
     scopes: frozenset[str]
-    actor: str
+    #: The acting agent (the ``act`` claim's ``sub``).
+    agent: str
     #: The minting credential's reference (``Principal.credential_ref``), never a secret.
     parent: str
     issued_at: int
@@ -70,7 +71,7 @@ class AgentClaims:
             "org": self.org_id,
             "sid": self.session_id,
             "scopes": registry.ordered(self.scopes),
-            "act": {"sub": self.actor},
+            "act": {"sub": self.agent},
             "par": self.parent,
             "iat": self.issued_at,
             "exp": self.expires_at,
@@ -136,7 +137,7 @@ def parse_claims(payload: dict[str, Any]) -> AgentClaims:
         org_id=_int(payload["org"], "org"),
         session_id=sid,
         scopes=scopes,
-        actor=_str(act.get("sub"), "act.sub", ACTOR_MAX),
+        agent=_str(act.get("sub"), "act.sub", AGENT_MAX),
         parent=_str(payload["par"], "par", PARENT_MAX),
         issued_at=_int(payload["iat"], "iat"),
         expires_at=_int(payload["exp"], "exp"),

@@ -28,10 +28,3 @@ class TokenKind(Enum):
         """Whether a person stands behind the credential (access = scopes ∩ role)."""
         return self in {TokenKind.USER, TokenKind.OAUTH_ACCESS, TokenKind.AGENT}
 
-
-def kind_of(token: str) -> TokenKind | None:
-    """The kind a bearer string claims by its prefix, or ``None``."""
-    for kind in TokenKind:
-        if token.startswith(kind.value):
-            return kind
-    return None

@@ -6,41 +6,50 @@ Verification is stateless (signature, ``alg``, ``kid``, ``iss``, ``aud``, ``exp`
 claim types) plus three checks of what may have changed since the mint: the deny list
 (a revoked session, or a revoked / logged-out parent credential) and the session's live
 grant (a token's write scopes last only as long as the grant that gave them). Verified
-claims are cached per process until they expire; those checks run on every use.
+claims are cached per process until they expire or the key ring changes; those checks
+run on every use, from caches that forget a change as soon as it is announced.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from scopegate.core import agent_token
 from scopegate.core.access import Access, Principal
+from scopegate.core.changes import Topic
 from scopegate.core.grants import mintable_scopes
 from scopegate.core.scopes import READ_SCOPES, expand
 from scopegate.core.token_kinds import TokenKind
 from scopegate.services import audit
-from scopegate.services.authentication import AuthenticationFailed
+from scopegate.services.access import OrgRecord
+from scopegate.services.authentication import AuthenticationFailed, NeedsIO
+from scopegate.services.caches import MISSING, BoundedCache
+from scopegate.services.change_feed import ChangeFeed
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.services.grant_cache import GrantCache
 from scopegate.services.grants import check_session_and_agent
-from scopegate.services.keys import KeyRing
+from scopegate.services.keys import KeyRing, UnknownKid
 from scopegate.settings import Settings
-from scopegate.store.models import Organization, WriteGrant
+from scopegate.store.models import WriteGrant
 from scopegate.store.types import utcnow
 
 #: Clock skew tolerated on ``exp``/``iat``.
 LEEWAY_SECONDS = 10
 _CACHE_MAX = 50_000
 _PREFIX = TokenKind.AGENT.prefix
+
+
+def deny_ttl_seconds(settings: Settings) -> int:
+    """How long a deny entry must live: the longest token lifetime plus the leeway."""
+    return settings.agent_token_max_ttl_seconds + LEEWAY_SECONDS + 60
 
 
 def audience(settings: Settings) -> str:
@@ -73,12 +82,12 @@ def mint(
     *,
     settings: Settings,
     keys: KeyRing,
-    org: Organization,
+    org: OrgRecord,
     access: Access,
     session_id: str,
     requested: frozenset[str] | None,
     ttl_seconds: int | None,
-    actor: str | None,
+    agent: str | None,
     request: audit.RequestInfo | None = None,
 ) -> MintedAgentToken:
     """Mint an agent token for the person behind ``access`` in ``org``."""
@@ -89,13 +98,13 @@ def mint(
         raise Forbidden("Only a person's credential can mint agent tokens.")
     if not org.agent_tokens_enabled:
         raise Forbidden("Agent tokens are turned off for this organization.")
-    check_session_and_agent(session_id, actor or "")
+    check_session_and_agent(session_id, agent or "")
     ttl = settings.agent_token_ttl_seconds if ttl_seconds is None else ttl_seconds
     if not 30 <= ttl <= settings.agent_token_max_ttl_seconds:
         raise Invalid(f"ttlSeconds: between 30 and {settings.agent_token_max_ttl_seconds}")
     grant = live_grant(db, org.id, principal.user_id, session_id)
     scopes = mintable_scopes(access.scopes, grant.scopes if grant else None, requested)
-    actor = (actor or principal.act or "agent")[: agent_token.ACTOR_MAX]
+    agent = (agent or principal.agent or "agent")[: agent_token.AGENT_MAX]
     now = int(time.time())
     expires_at = now + ttl
     if principal.expires_at is not None:  # an agent token never outlives its parent
@@ -109,7 +118,7 @@ def mint(
         org_id=org.id,
         session_id=session_id,
         scopes=scopes,
-        actor=actor,
+        agent=agent,
         parent=principal.credential_ref,
         issued_at=now,
         expires_at=expires_at,
@@ -122,49 +131,56 @@ def mint(
     )
     audit.record(
         db, audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
-        act=actor, scopes=scopes, request=request,
+        agent=agent, scopes=scopes, request=request,
         detail=f"jti={claims.jti} ttl={expires_at - now}",
     )
     return MintedAgentToken(token=_PREFIX + jws, claims=claims)
 
 
 class AgentTokenAuthenticator:
-    """The ``sga_`` authenticator of the chain."""
+    """The ``sga_`` authenticator of the chain.
+
+    A token's claims are verified once (signature and claims, CPU only) and cached until
+    they expire or the key ring changes (``Topic.KEYS``); the deny list and the live
+    grant are consulted on every use, from their own caches.
+    """
+
+    kind = TokenKind.AGENT
 
     def __init__(self, settings: Settings, keys: KeyRing, deny_list: DenyList,
-                 grant_cache: GrantCache) -> None:
+                 grant_cache: GrantCache, feed: ChangeFeed) -> None:
         self._issuer = settings.issuer
         self._audience = audience(settings)
         self._max_ttl = settings.agent_token_max_ttl_seconds
         self._keys = keys
         self._deny = deny_list
         self._grants = grant_cache
-        self._cache: dict[str, agent_token.AgentClaims] = {}
-        self._lock = threading.Lock()
+        self.claims: BoundedCache[str, agent_token.AgentClaims] = BoundedCache(_CACHE_MAX)
+        feed.subscribe(Topic.KEYS, self._keys_changed)
+
+    def _keys_changed(self, _key: str | None) -> None:
+        self.claims.forget()
+        self._keys.mark_stale()
 
     @property
     def max_ttl_seconds(self) -> int:
         return self._max_ttl
 
-    def verify(self, token: str) -> agent_token.AgentClaims:
-        """Verified claims of ``token`` (without the deny-list check)."""
-        now = time.time()
-        cached = self._cache.get(token)
-        if cached is not None:
-            if cached.expires_at + LEEWAY_SECONDS > now:
-                return cached
-            with self._lock:
-                self._cache.pop(token, None)
-        claims = self._verify_signature(token[len(_PREFIX):])
-        with self._lock:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache = {t: c for t, c in self._cache.items() if c.expires_at > now}
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache.clear()
-            self._cache[token] = claims
+    def verify(self, token: str, *, may_wait: bool = True) -> agent_token.AgentClaims:
+        """Verified claims of ``token`` (without the deny-list check). Without
+        ``may_wait`` (on the event loop), a token of a key this process has not loaded
+        yet raises ``NeedsIO`` instead of waiting for the ring to reload."""
+        cached = self.claims.get(token)
+        if cached is not MISSING:
+            if cached.expires_at + LEEWAY_SECONDS > time.time():  # type: ignore[union-attr]
+                return cached  # type: ignore[return-value]
+            self.claims.forget(token)
+        generation = self.claims.generation
+        claims = self._verify_signature(token[len(_PREFIX):], may_wait)
+        self.claims.put(token, claims, generation)
         return claims
 
-    def _verify_signature(self, jws: str) -> agent_token.AgentClaims:
+    def _verify_signature(self, jws: str, may_wait: bool) -> agent_token.AgentClaims:
         try:
             header = jwt.get_unverified_header(jws)
         except jwt.PyJWTError:
@@ -174,7 +190,11 @@ class AgentTokenAuthenticator:
         if header.get("typ") != agent_token.TOKEN_TYPE:
             raise AuthenticationFailed("The agent token has the wrong type.")
         kid = header.get("kid")
-        public = self._keys.public_key(kid) if isinstance(kid, str) and len(kid) <= 64 else None
+        try:
+            public = (self._keys.public_key(kid, may_wait=may_wait)
+                      if isinstance(kid, str) and len(kid) <= 64 else None)
+        except UnknownKid:
+            raise NeedsIO from None
         if public is None:
             raise AuthenticationFailed("The agent token was signed by an unknown key.")
         try:
@@ -205,16 +225,16 @@ class AgentTokenAuthenticator:
             raise AuthenticationFailed("The agent token was issued in the future.")
         return claims
 
-    def __call__(self, db: Session, token: str) -> Principal:
-        claims = self.verify(token)
+    def authenticate(self, token: str, conn: Connection | None) -> Principal:
+        claims = self.verify(token, may_wait=conn is not None)
         if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
-                                claims.issued_at, claims.parent, db):
+                                claims.issued_at, claims.parent, conn):
             raise AuthenticationFailed("The agent token was revoked.")
         scopes = claims.scopes
         if scopes - READ_SCOPES:
             # Write scopes came from a grant: honoured only while the grant holds them.
-            granted = self._grants.live_scopes(db, claims.org_id, claims.user_id,
-                                               claims.session_id)
+            granted = self._grants.live_scopes(claims.org_id, claims.user_id,
+                                               claims.session_id, conn)
             scopes = scopes & (READ_SCOPES | expand(granted))
         return Principal(
             kind=TokenKind.AGENT,
@@ -222,6 +242,6 @@ class AgentTokenAuthenticator:
             user_id=claims.user_id,
             org_id=claims.org_id,
             scopes=scopes,
-            agent_session=claims.session_id,
-            act=claims.actor,
+            session_id=claims.session_id,
+            agent=claims.agent,
         )

@@ -1,9 +1,10 @@
 """The append-only audit log. Events name credentials and scopes, never secrets.
 
-Most events are written in the transaction of the change they record. Denials
-(a cross-organization attempt, an ``insufficient_scope`` challenge) happen on requests
-whose transaction is rolled back, so ``record_denial`` defers them: the web layer
-writes deferred events in a transaction of their own once the request's has ended.
+Most events are written in the transaction of the change they record (``record``).
+Denials (a cross-organization attempt, an ``insufficient_scope`` challenge) are decided
+by the request gate, before and outside any transaction: the gate hands them back as
+``AuditEvent`` rows (``event``) and the web layer writes them in a batch after the
+response (``write_events``), so no rollback can lose them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.store.models import AuditEvent
-
-DEFERRED_KEY = "scopegate.audit.deferred"
 
 
 class Event:
@@ -38,26 +37,29 @@ class RequestInfo:
 
     ip: str | None = None
     user_agent: str | None = None
+    #: ``"<METHOD> <path>"`` of the request, for events that name what was attempted.
+    action: str = ""
 
 
-def _event(
-    event: str,
+def event(
+    name: str,
     *,
     org_id: int | None,
     user_id: int | None,
     session_id: str | None = None,
-    act: str | None = None,
+    agent: str | None = None,
     scopes: Iterable[str] | None = None,
     request: RequestInfo | None = None,
     detail: str = "",
 ) -> AuditEvent:
     request = request or RequestInfo()
+    """An audit row for ``name``, its fields bounded to the columns' sizes."""
     return AuditEvent(
-        event=event,
+        event=name,
         org_id=org_id,
         user_id=user_id,
         session_id=session_id,
-        act=act[:128] if act else None,
+        agent=agent[:128] if agent else None,
         scopes=frozenset(scopes) if scopes is not None else None,
         ip=request.ip[:64] if request.ip else None,
         user_agent=request.user_agent[:256] if request.user_agent else None,
@@ -65,18 +67,15 @@ def _event(
     )
 
 
-def record(db: Session, event: str, **fields: object) -> None:
-    """Record ``event`` in the current transaction."""
-    db.add(_event(event, **fields))  # type: ignore[arg-type]
+def record(db: Session, name: str, **fields: object) -> None:
+    """Record the event ``name`` in the current transaction."""
+    db.add(event(name, **fields))  # type: ignore[arg-type]
 
 
-def record_denial(db: Session, event: str, **fields: object) -> None:
-    """Record ``event`` so that it survives the rollback of the current transaction."""
-    db.info.setdefault(DEFERRED_KEY, []).append(_event(event, **fields))  # type: ignore[arg-type]
-
-
-def take_deferred(db: Session) -> list[AuditEvent]:
-    return db.info.pop(DEFERRED_KEY, [])
+def write_events(factory: sessionmaker[Session], events: list[AuditEvent]) -> None:
+    """Write ``events`` in a transaction of their own (denials, after the request)."""
+    with factory() as db, db.begin():
+        db.add_all(events)
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,34 @@
-"""The authenticator chain: bearer string -> ``Principal``, routed by prefix.
+"""The authenticator chain: bearer string -> ``Principal``, routed by prefix, from memory.
 
 Each authenticator owns one ``TokenKind``; the chain picks it with ``startswith`` and
-so never parses a token of another kind. Anything unrouted, unknown, revoked or
-expired raises ``AuthenticationFailed`` with a fixed description (never the token).
+so never parses a token of another kind. Anything unrouted, unknown, revoked or expired
+raises ``AuthenticationFailed`` with a fixed description (never the token).
+
+Authenticators answer from their caches when the ``ChangeFeed`` is fresh. Given no
+connection (``conn=None``, the request's event loop) and a miss, they raise ``NeedsIO``;
+the gate then runs them again in a worker thread with a connection, where a miss costs
+one query per credential.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table
 
 from scopegate.core.access import Principal
+from scopegate.core.changes import Topic
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import credentials
-from scopegate.store.models import OrgToken, UserToken
-from scopegate.store.types import utcnow
+from scopegate.services.caches import MISSING, BoundedCache
+from scopegate.services.change_feed import ChangeFeed
+from scopegate.services.last_used import LastUsed
 
 #: Longest bearer string considered at all (agent JWS included).
 MAX_TOKEN_LENGTH = 4096
+CACHE_ENTRIES = 100_000
 
 
 class AuthenticationFailed(Exception):
@@ -30,49 +39,65 @@ class AuthenticationFailed(Exception):
         self.description = description
 
 
-@dataclass(frozen=True)
-class Authenticator:
+class NeedsIO(Exception):
+    """The answer is not in memory: ask again with a database connection."""
+
+
+class Authenticator(Protocol):
     kind: TokenKind
-    authenticate: Callable[[Session, str], Principal]
+
+    def authenticate(self, token: str, conn: Connection | None) -> Principal: ...
 
 
-def _check_live(row: UserToken | OrgToken) -> None:
-    if row.revoked_at is not None:
-        raise AuthenticationFailed("The access token was revoked.")
-    if isinstance(row, UserToken) and row.expires_at is not None and row.expires_at <= utcnow():
-        raise AuthenticationFailed("The access token expired.")
+@dataclass(frozen=True)
+class StoredCredential:
+    """What the database says of a stored (hashed) credential, as cached.
+
+    ``principal`` is ``None`` when the credential is unknown, revoked or its person
+    inactive; ``failure`` then says which. ``expires_at`` is checked at every use.
+    """
+
+    principal: Principal | None
+    failure: str = "The access token is invalid."
+    expires_at: float | None = None
+    table: Table | None = None
+    row_id: int = 0
 
 
-def authenticate_user_token(db: Session, token: str) -> Principal:
-    found = credentials.find_user_token(db, token)
-    if found is None:
-        raise AuthenticationFailed("The access token is invalid.")
-    row, user_active = found
-    _check_live(row)
-    if not user_active:
-        raise AuthenticationFailed("The access token is invalid.")
-    credentials.touch_last_used(db, UserToken, row.id)
-    return Principal(
-        kind=TokenKind.USER,
-        credential_ref=credentials.user_token_ref(row),
-        user_id=row.user_id,
-        scopes=row.scopes,
-        expires_at=int(row.expires_at.timestamp()) if row.expires_at is not None else None,
-    )
+UNKNOWN = StoredCredential(None)
+Loader = Callable[[Connection, str], StoredCredential]
 
 
-def authenticate_org_token(db: Session, token: str) -> Principal:
-    row = credentials.find_by_secret(db, OrgToken, token)
-    if row is None:
-        raise AuthenticationFailed("The access token is invalid.")
-    _check_live(row)
-    credentials.touch_last_used(db, OrgToken, row.id)
-    return Principal(
-        kind=TokenKind.ORG,
-        credential_ref=f"org_token:{row.id}",
-        org_id=row.org_id,
-        scopes=row.scopes,
-    )
+class StoredTokenAuthenticator:
+    """A credential stored by SHA-256 (user and org tokens; later integration, OAuth)."""
+
+    def __init__(self, kind: TokenKind, load: Loader, feed: ChangeFeed,
+                 last_used: LastUsed, digest: Callable[[str], str]) -> None:
+        self.kind = kind
+        self._load = load
+        self._feed = feed
+        self._last_used = last_used
+        self._digest = digest
+        self.cache: BoundedCache[str, StoredCredential] = BoundedCache(CACHE_ENTRIES)
+        feed.subscribe(Topic.CREDENTIAL, self.cache.forget)
+
+    def authenticate(self, token: str, conn: Connection | None) -> Principal:
+        digest = self._digest(token)
+        entry = self.cache.get(digest) if self._feed.fresh() else MISSING
+        if entry is MISSING:
+            if conn is None:
+                raise NeedsIO
+            generation = self.cache.generation
+            entry = self._load(conn, digest)
+            self.cache.put(digest, entry, generation)
+        principal = entry.principal
+        if principal is None:
+            raise AuthenticationFailed(entry.failure)
+        if entry.expires_at is not None and entry.expires_at <= time.time():
+            raise AuthenticationFailed("The access token expired.")
+        if entry.table is not None:
+            self._last_used.note(entry.table, entry.row_id)
+        return principal
 
 
 class AuthenticatorChain:
@@ -81,17 +106,10 @@ class AuthenticatorChain:
     def __init__(self, authenticators: Sequence[Authenticator]) -> None:
         self._by_prefix = tuple((a.kind.prefix, a) for a in authenticators)
 
-    def authenticate(self, db: Session, token: str) -> Principal:
+    def authenticate(self, token: str, conn: Connection | None) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             raise AuthenticationFailed("The access token is malformed.")
         for prefix, authenticator in self._by_prefix:
             if token.startswith(prefix):
-                return authenticator.authenticate(db, token)
+                return authenticator.authenticate(token, conn)
         raise AuthenticationFailed("The access token is invalid.")
-
-
-def default_authenticators() -> list[Authenticator]:
-    return [
-        Authenticator(TokenKind.USER, authenticate_user_token),
-        Authenticator(TokenKind.ORG, authenticate_org_token),
-    ]

@@ -1,8 +1,10 @@
 """User tokens (``sgu_``) and org tokens (``sgo_``): create, list, revoke, look up.
 
 Secrets come from ``secrets`` and are returned once, at creation; the database keeps
-only their SHA-256 and last four characters. ``last_used_at`` is written at most once a
-minute per token, so authenticating is not a write on every request.
+only their SHA-256 and last four characters. The request path reads them through the
+authenticators' caches (``load_*``); revoking announces the change (``record_change``)
+so every process forgets the cached token. ``last_used_at`` is written in the
+background (``services/last_used.py``), never on the request path.
 """
 
 from __future__ import annotations
@@ -10,24 +12,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Connection, Select, select
 from sqlalchemy.orm import Session
 
 from scopegate.core import org_token_format
 from scopegate.core import scopes as registry
+from scopegate.core.access import Principal
+from scopegate.core.changes import Change, Topic
 from scopegate.core.token_kinds import TokenKind
+from scopegate.services.authentication import UNKNOWN, StoredCredential
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.store.models import NAME_MAX, Organization, OrgToken, User, UserToken
+from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 
 ORG_TOKEN_SCOPES = frozenset({registry.ORG_CI})
-LAST_USED_INTERVAL_SECONDS = 60.0
 TokenModel = type[UserToken] | type[OrgToken]
 
 
@@ -83,6 +87,7 @@ def _revoke(db: Session, model: TokenModel, owner: ColumnElement[bool],
         raise NotFound("token not found")
     row.revoked_at = utcnow()
     db.flush()
+    record_change(db, Change(Topic.CREDENTIAL, row.token_hash))
     return row
 
 
@@ -90,17 +95,17 @@ def list_user_tokens(db: Session, user_id: int) -> list[UserToken]:
     return list(db.scalars(_live(UserToken, UserToken.user_id == user_id)))
 
 
-def user_token_ref(row: UserToken) -> str:
+def user_token_ref(token_id: int, stored_hash: str) -> str:
     """The credential reference of a user token (logs, audit, agent ``par``): its id for
     people, and a prefix of its stored hash so that a reused id (SQLite, a restored
     database) never names another token's deny entry. Never the secret."""
-    return f"user_token:{row.id}:{row.token_hash[:12]}"
+    return f"user_token:{token_id}:{stored_hash[:12]}"
 
 
 def revoke_user_token(db: Session, deny_list: DenyList, user_id: int, token_id: int) -> None:
     """Revoke one of the user's tokens and stop the agent tokens it minted."""
     row = _revoke(db, UserToken, UserToken.user_id == user_id, token_id)
-    deny_list.deny_parent(db, user_token_ref(row))
+    deny_list.deny_parent(db, user_token_ref(row.id, row.token_hash))
 
 
 def create_org_token(
@@ -131,7 +136,7 @@ def revoke_org_token(db: Session, org_id: int, token_id: int) -> None:
     _revoke(db, OrgToken, OrgToken.org_id == org_id, token_id)
 
 
-def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: str):
+def find_by_secret(db: Session, model: TokenModel, token: str) -> UserToken | OrgToken | None:
     """The row whose hash matches ``token`` (compared in constant time), or ``None``."""
     digest = token_hash(token)
     row = db.scalar(select(model).where(model.token_hash == digest))
@@ -140,48 +145,41 @@ def find_by_secret(db: Session, model: type[UserToken] | type[OrgToken], token: 
     return row
 
 
-def find_user_token(db: Session, token: str) -> tuple[UserToken, bool] | None:
-    """The user token matching ``token`` and whether its user is active (one query)."""
-    digest = token_hash(token)
-    found = db.execute(
-        select(UserToken, User.is_active)
-        .join(User, User.id == UserToken.user_id)
-        .where(UserToken.token_hash == digest)
+def load_user_token(conn: Connection, digest: str) -> StoredCredential:
+    """The user token stored under ``digest`` as the request path caches it (one query)."""
+    tokens, users = UserToken.__table__, User.__table__
+    row = conn.execute(
+        select(tokens.c.id, tokens.c.user_id, tokens.c.token_hash, tokens.c.scopes,
+               tokens.c.expires_at, tokens.c.revoked_at, users.c.is_active)
+        .join(users, users.c.id == tokens.c.user_id)
+        .where(tokens.c.token_hash == digest)
     ).first()
-    if found is None or not hmac.compare_digest(found[0].token_hash, digest):
-        return None
-    return found[0], bool(found[1])
+    if row is None or not hmac.compare_digest(row.token_hash, digest) or not row.is_active:
+        return UNKNOWN
+    if row.revoked_at is not None:
+        return StoredCredential(None, "The access token was revoked.")
+    expires_at = row.expires_at.timestamp() if row.expires_at is not None else None
+    principal = Principal(
+        kind=TokenKind.USER,
+        credential_ref=user_token_ref(row.id, row.token_hash),
+        user_id=row.user_id,
+        scopes=row.scopes,
+        expires_at=int(expires_at) if expires_at is not None else None,
+    )
+    return StoredCredential(principal, expires_at=expires_at, table=tokens, row_id=row.id)
 
 
-_touched: dict[tuple[str, int], float] = {}
-_touched_lock = threading.Lock()
-TOUCH_KEY = "scopegate.credentials.touch"
-
-
-def touch_last_used(db: Session, model: TokenModel, row_id: int) -> None:
-    """Note use, at most once per ``LAST_USED_INTERVAL_SECONDS`` per token and process.
-
-    The write itself is deferred (``take_touches``/``apply_touches``) to a short
-    transaction after the request's own, so authenticating never makes a read-only
-    request a writer.
-    """
-    key = (model.__tablename__, row_id)
-    now = time.monotonic()
-    with _touched_lock:
-        last = _touched.get(key)
-        if last is not None and now - last < LAST_USED_INTERVAL_SECONDS:
-            return
-        _touched[key] = now
-        if len(_touched) > 100_000:
-            _touched.clear()
-    db.info.setdefault(TOUCH_KEY, []).append((model, row_id))
-
-
-def take_touches(db: Session) -> list[tuple[TokenModel, int]]:
-    return db.info.pop(TOUCH_KEY, [])
-
-
-def apply_touches(db: Session, touches: list[tuple[TokenModel, int]]) -> None:
-    now = utcnow()
-    for model, row_id in touches:
-        db.execute(update(model).where(model.id == row_id).values(last_used_at=now))
+def load_org_token(conn: Connection, digest: str) -> StoredCredential:
+    """The org token stored under ``digest`` as the request path caches it (one query)."""
+    tokens = OrgToken.__table__
+    row = conn.execute(
+        select(tokens.c.id, tokens.c.org_id, tokens.c.token_hash, tokens.c.scopes,
+               tokens.c.revoked_at).where(tokens.c.token_hash == digest)
+    ).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return UNKNOWN
+    if row.revoked_at is not None:
+        return StoredCredential(None, "The access token was revoked.")
+    principal = Principal(kind=TokenKind.ORG, credential_ref=f"org_token:{row.id}",
+                          org_id=row.org_id, scopes=row.scopes)
+    return StoredCredential(principal, table=tokens, row_id=row.id)

@@ -1,8 +1,8 @@
 """The agent deny list: revoked sessions and ended parent credentials whose agent tokens
 must stop working before their ``exp``.
 
-Two kinds of entry, both written in the database (the ``kv`` table, in the revoking
-transaction) and in Redis too when configured, which is then read first:
+Two kinds of entry, written in the database (the ``kv`` table) in the revoking
+transaction:
 
 * ``(org, user, session) -> revoked_at``: a revoked agent session. A token of that session
   issued at or before ``revoked_at`` is refused; later ones (minted read-only again, since
@@ -10,20 +10,26 @@ transaction) and in Redis too when configured, which is then read first:
 * ``parent credential -> revoked_at``: a user token revoked or a browser session logged
   out. Every agent token that credential minted is refused (``par`` claim).
 
-Entries live until the longest possible token lifetime has passed. Reads go through an
-in-process cache of ``cache_seconds``: that is the worst-case delay before *another*
-process refuses a revoked token (the revoking process updates its own cache at once).
+Entries live until the longest possible token lifetime has passed. Answers (denied or
+not) are cached in process; writing an entry announces ``Topic.DENY`` after the commit,
+so the revoking process forgets its answer at once and every other process within the
+change feed's bound (``services/change_feed.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from scopegate.store.kv import KV, SQLKV
+from scopegate.core.changes import Change, Topic
+from scopegate.services.authentication import NeedsIO
+from scopegate.services.caches import MISSING, BoundedCache
+from scopegate.services.change_feed import ChangeFeed
+from scopegate.store import kv
+from scopegate.store.outbox import record_change
 
 _SESSION_PREFIX = "agent-deny:"
 _PARENT_PREFIX = "agent-parent-deny:"
@@ -43,26 +49,20 @@ def _parent_key(parent: str) -> str:
 
 
 class DenyList:
-    def __init__(self, sql: SQLKV, redis: KV | None, cache_seconds: float,
-                 ttl_seconds: int) -> None:
-        self._sql = sql
-        self._redis = redis
-        self._cache_seconds = cache_seconds
+    def __init__(self, feed: ChangeFeed, ttl_seconds: int) -> None:
+        self._feed = feed
         #: How long an entry must live: the longest token lifetime plus leeway.
         self.ttl_seconds = ttl_seconds
-        self._cache: dict[str, tuple[int | None, float]] = {}
-        self._lock = threading.Lock()
+        self.cache: BoundedCache[str, int | None] = BoundedCache(_MAX_CACHE)
+        feed.subscribe(Topic.DENY, self.cache.forget)
 
     # -- writing -------------------------------------------------------------------
     def _write(self, db: Session, key: str) -> int:
-        """Record ``key`` as revoked now, in ``db``'s transaction. Redis is written first,
-        so a rollback can only leave a token more revoked, never less."""
+        """Record ``key`` as revoked now, in ``db``'s transaction; every process forgets
+        its cached answer for ``key`` once the transaction commits."""
         revoked_at = int(time.time())
-        if self._redis is not None:
-            self._redis.set(key, str(revoked_at), self.ttl_seconds)
-        self._sql.set_in(db, key, str(revoked_at), self.ttl_seconds)
-        with self._lock:
-            self._cache[key] = (revoked_at, time.monotonic())
+        kv.write(db, key, str(revoked_at), self.ttl_seconds)
+        record_change(db, Change(Topic.DENY, key))
         return revoked_at
 
     def deny(self, db: Session, org_id: int, user_id: int, session_id: str) -> int:
@@ -74,36 +74,27 @@ class DenyList:
         return self._write(db, _parent_key(parent))
 
     # -- reading -------------------------------------------------------------------
-    def _revoked_at(self, key: str, db: Session | None) -> int | None:
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and now - cached[1] < self._cache_seconds:
-            return cached[0]
-        if self._redis is not None:
-            raw = self._redis.get(key)
-        elif db is not None:
-            raw = self._sql.get_in(db, key)
-        else:
-            raw = self._sql.get(key)
-        value = int(raw) if raw is not None and raw.isdigit() else None
-        with self._lock:
-            if len(self._cache) > _MAX_CACHE:
-                self._cache.clear()
-            self._cache[key] = (value, now)
-        return value
+    def _revoked_at(self, key: str, conn: Connection | None) -> int | None:
+        value = self.cache.get(key) if self._feed.fresh() else MISSING
+        if value is not MISSING:
+            return value  # type: ignore[return-value]
+        if conn is None:
+            raise NeedsIO
+        generation = self.cache.generation
+        raw = kv.read(conn, key)
+        found = int(raw) if raw is not None and raw.isdigit() else None
+        self.cache.put(key, found, generation)
+        return found
 
-    def revoked_at(
-        self, org_id: int, user_id: int, session_id: str, db: Session | None = None
-    ) -> int | None:
+    def revoked_at(self, org_id: int, user_id: int, session_id: str,
+                   conn: Connection | None) -> int | None:
         """When this agent session was revoked, if it was."""
-        return self._revoked_at(_session_key(org_id, user_id, session_id), db)
+        return self._revoked_at(_session_key(org_id, user_id, session_id), conn)
 
-    def is_denied(
-        self, org_id: int, user_id: int, session_id: str, issued_at: int, parent: str,
-        db: Session | None = None,
-    ) -> bool:
+    def is_denied(self, org_id: int, user_id: int, session_id: str, issued_at: int,
+                  parent: str, conn: Connection | None) -> bool:
         """Whether a token of this session, issued at ``issued_at`` by ``parent``, is dead."""
-        revoked = self.revoked_at(org_id, user_id, session_id, db)
+        revoked = self.revoked_at(org_id, user_id, session_id, conn)
         if revoked is not None and issued_at <= revoked:
             return True
-        return self._revoked_at(_parent_key(parent), db) is not None
+        return self._revoked_at(_parent_key(parent), conn) is not None

@@ -6,10 +6,11 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from scopegate.core.changes import Change, Topic, member_key
 from scopegate.core.roles import Role
 from scopegate.services.errors import Conflict, Invalid, NotFound
 from scopegate.store.models import (
@@ -21,6 +22,7 @@ from scopegate.store.models import (
     Project,
     User,
 )
+from scopegate.store.outbox import record_change
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 PASSWORD_MIN = 8
@@ -96,6 +98,25 @@ def create_org(db: Session, slug: str, owner: User, name: str | None = None) -> 
     insert(db, org, "an organization with this slug exists")
     db.add(Member(org_id=org.id, user_id=owner.id, role=Role.OWNER.value))
     db.flush()
+    # The slug may be cached as unknown, and the owner's role as none.
+    record_change(db, Change(Topic.ORG, slug))
+    record_change(db, Change(Topic.MEMBER, member_key(owner.id, org.id)))
+    return org
+
+
+def update_org(
+    db: Session, org: Organization, *, name: str | None = None,
+    agent_tokens_enabled: bool | None = None, max_grant_seconds: int | None = None,
+) -> Organization:
+    """Change an organization's name or agent-token settings."""
+    if name is not None:
+        org.name = name[:NAME_MAX]
+    if agent_tokens_enabled is not None:
+        org.agent_tokens_enabled = agent_tokens_enabled
+    if max_grant_seconds is not None:
+        org.max_grant_seconds = max_grant_seconds
+    db.flush()
+    record_change(db, Change(Topic.ORG, org.slug))
     return org
 
 
@@ -118,7 +139,24 @@ def add_member(db: Session, org: Organization, user: User, role: Role | str) -> 
     else:
         member.role = role.value
         db.flush()
+    record_change(db, Change(Topic.MEMBER, member_key(user.id, org.id)))
     return member
+
+
+def remove_member(db: Session, org: Organization, user: User) -> None:
+    """Take ``user`` out of ``org``; their credentials lose it at once."""
+    found = db.execute(delete(Member).where(Member.org_id == org.id, Member.user_id == user.id))
+    if not found.rowcount:
+        raise NotFound("membership not found")
+    record_change(db, Change(Topic.MEMBER, member_key(user.id, org.id)))
+
+
+def set_active(db: Session, user: User, active: bool) -> None:
+    """Activate or deactivate a person; a deactivated person's credentials stop working."""
+    user.is_active = active
+    db.flush()
+    for topic in (Topic.MEMBER, Topic.CREDENTIAL, Topic.WEB_SESSION):
+        record_change(db, Change(topic))
 
 
 def role_in(db: Session, org_id: int, user_id: int) -> Role | None:

@@ -25,3 +25,9 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     status = 409
+
+
+class Unavailable(ServiceError):
+    """Not this request's fault: the service cannot answer right now (503)."""
+
+    status = 503

@@ -17,14 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scopegate.core import agent_token
+from scopegate.core.changes import Change, Topic, grant_key
 from scopegate.core.grants import cap_approval, merge_grant
 from scopegate.core.roles import role_scopes
 from scopegate.services import audit, directory
+from scopegate.services.access import OrgRecord
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Conflict, Forbidden, Invalid, NotFound
-from scopegate.services.grant_cache import GrantCache
-from scopegate.store.db import after_commit
 from scopegate.store.models import AuditEvent, Organization, WriteGrant
+from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 
 #: Lifetimes offered on the approval page (seconds); the default is four hours.
@@ -58,7 +59,7 @@ def check_session_and_agent(session_id: str, agent: str) -> None:
         raise Invalid(AGENT_NAME_RULE)
 
 
-def lifetime_seconds(choice: str | int, org: Organization) -> int:
+def lifetime_seconds(choice: str | int, org: OrgRecord | Organization) -> int:
     """A lifetime choice, bounded by the organization's maximum."""
     if isinstance(choice, str):
         if choice not in LIFETIME_CHOICES:
@@ -74,12 +75,11 @@ def lifetime_seconds(choice: str | int, org: Organization) -> int:
 def approve(
     db: Session,
     *,
-    org: Organization,
+    org: OrgRecord | Organization,
     approver_id: int,
     session_id: str,
     requested: frozenset[str],
     lifetime: int,
-    grant_cache: GrantCache,
     agent: str = "",
     request: audit.RequestInfo | None = None,
 ) -> Approval:
@@ -127,9 +127,9 @@ def approve(
         raise Conflict("Too many concurrent approvals for this session; try again.")
     audit.record(
         db, audit.Event.APPROVE, org_id=org.id, user_id=approver_id, session_id=session_id,
-        act=agent or None, scopes=capped, request=request, detail=f"lifetime={lifetime}s",
+        agent=agent or None, scopes=capped, request=request, detail=f"lifetime={lifetime}s",
     )
-    after_commit(db, grant_cache.invalidate)
+    record_change(db, Change(Topic.GRANT, grant_key(org.id, approver_id, session_id)))
     return Approval(row.id, frozenset(row.scopes), requested - capped, lifetime)
 
 
@@ -143,21 +143,21 @@ def _locked_grant(db: Session, org_id: int, user_id: int, session_id: str) -> Wr
 
 
 def record_denial(
-    db: Session, *, org: Organization, user_id: int, session_id: str, scopes: frozenset[str],
-    agent: str = "", request: audit.RequestInfo | None = None,
+    db: Session, *, org: OrgRecord | Organization, user_id: int, session_id: str,
+    scopes: frozenset[str], agent: str = "", request: audit.RequestInfo | None = None,
 ) -> None:
     """Denying stores nothing but the audit event, validated like an approval."""
     check_session_and_agent(session_id, agent)
     audit.record(
         db, audit.Event.DENY, org_id=org.id, user_id=user_id,
-        session_id=session_id, act=agent or None, scopes=scopes, request=request,
+        session_id=session_id, agent=agent or None, scopes=scopes, request=request,
     )
 
 
-def list_grants(db: Session, user_id: int, *, include_expired: bool = False) -> list[WriteGrant]:
-    stmt = select(WriteGrant).where(WriteGrant.user_id == user_id)
-    if not include_expired:
-        stmt = stmt.where(WriteGrant.expires_at > utcnow())
+def list_grants(db: Session, user_id: int) -> list[WriteGrant]:
+    """The person's live grants, most recently approved first."""
+    stmt = select(WriteGrant).where(WriteGrant.user_id == user_id,
+                                    WriteGrant.expires_at > utcnow())
     return list(db.scalars(stmt.order_by(WriteGrant.updated_at.desc()).limit(500)))
 
 
@@ -176,7 +176,7 @@ def list_sessions(db: Session, user_id: int, since_hours: int = 24) -> list[Agen
     since = utcnow() - timedelta(hours=since_hours)
     minted = db.execute(
         select(AuditEvent.org_id, AuditEvent.session_id, func.max(AuditEvent.created_at),
-               func.max(AuditEvent.act))
+               func.max(AuditEvent.agent))
         .where(AuditEvent.user_id == user_id, AuditEvent.event == audit.Event.MINT,
                AuditEvent.created_at >= since, AuditEvent.session_id.is_not(None))
         .group_by(AuditEvent.org_id, AuditEvent.session_id)
@@ -198,9 +198,8 @@ def list_sessions(db: Session, user_id: int, since_hours: int = 24) -> list[Agen
 def revoke_session(
     db: Session,
     deny_list: DenyList,
-    grant_cache: GrantCache,
     *,
-    org: Organization,
+    org: OrgRecord | Organization,
     user_id: int,
     session_id: str,
     request: audit.RequestInfo | None = None,
@@ -224,11 +223,11 @@ def revoke_session(
     audit.record(
         db, event, org_id=org.id, user_id=user_id, session_id=session_id, request=request
     )
-    after_commit(db, grant_cache.invalidate)
+    record_change(db, Change(Topic.GRANT, grant_key(org.id, user_id, session_id)))
     return bool(result.rowcount)
 
 
-def cap_grants(db: Session, grant_cache: GrantCache, org: Organization) -> int:
+def cap_grants(db: Session, org: OrgRecord) -> int:
     """Shorten the organization's live grants to ``org.max_grant_seconds`` after their
     last approval; returns how many changed. Run when the maximum is lowered."""
     now = utcnow()
@@ -241,13 +240,14 @@ def cap_grants(db: Session, grant_cache: GrantCache, org: Organization) -> int:
         if row.expires_at > cap:
             row.expires_at = cap
             changed += 1
+            record_change(db, Change(Topic.GRANT, grant_key(org.id, row.user_id,
+                                                            row.session_id)))
     db.flush()
-    after_commit(db, grant_cache.invalidate)
     return changed
 
 
 def revoke_grant(
-    db: Session, deny_list: DenyList, grant_cache: GrantCache, *, grant_id: int, user_id: int,
+    db: Session, deny_list: DenyList, *, grant_id: int, user_id: int,
     request: audit.RequestInfo | None = None,
 ) -> None:
     """Revoke one of my grants. A token cannot be partly revoked, so this also stops the
@@ -261,6 +261,6 @@ def revoke_grant(
     if org is None:
         raise NotFound("grant not found")
     revoke_session(
-        db, deny_list, grant_cache, org=org, user_id=user_id, session_id=grant.session_id,
+        db, deny_list, org=org, user_id=user_id, session_id=grant.session_id,
         request=request, event=audit.Event.REVOKE,
     )

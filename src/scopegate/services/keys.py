@@ -37,7 +37,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.core.agent_token import ALGORITHM
+from scopegate.core.changes import Change, Topic
+from scopegate.services.errors import Unavailable
 from scopegate.store.models import SigningKey
+from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 
 log = logging.getLogger("scopegate.keys")
@@ -49,6 +52,10 @@ UNKNOWN_KID_WAIT_SECONDS = 2.0
 _reloader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scopegate-keyring")
 #: Old public keys outlive the longest token by this margin (clock leeway included).
 RETIRE_MARGIN = timedelta(minutes=5)
+
+
+class UnknownKid(LookupError):
+    """A ``kid`` the loaded ring does not hold; a reload (which may wait) might find it."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ class KeyRing:
         """The signing key. The ring must have been loaded (``load``/``ensure_active``)."""
         self._fresh()
         if self._active is None:
-            raise RuntimeError("no active signing key: run ensure_active() at start-up")
+            raise Unavailable("No signing key yet: run `scopegate migrate` first.")
         return self._active
 
     def ensure_active(self) -> None:
@@ -160,12 +167,17 @@ class KeyRing:
             self._create_first()
             self._load()
 
-    def public_key(self, kid: str) -> PublicKey | None:
-        """The public key for ``kid`` if it is still published."""
+    def public_key(self, kid: str, *, may_wait: bool = True) -> PublicKey | None:
+        """The public key for ``kid`` if it is still published. An unknown ``kid`` may
+        be a key another process just made: with ``may_wait`` (never on an event loop),
+        wait briefly for a reload; without, raise ``UnknownKid`` so the caller can ask
+        again from a thread."""
         self._fresh()
         found = self._public.get(kid)
         if found is not None:
             return found
+        if not may_wait:
+            raise UnknownKid(kid)
         now = time.monotonic()
         with self._lock:
             stale = now - self._unknown_kid_at > UNKNOWN_KID_RELOAD_SECONDS
@@ -227,6 +239,7 @@ class KeyRing:
         row = self._new_row()
         db.add(row)
         db.flush()
+        record_change(db, Change(Topic.KEYS))
         return row.kid
 
     def mark_stale(self) -> None:

@@ -11,13 +11,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
+from scopegate.core.changes import Change, Topic
 from scopegate.services.deny_list import DenyList
 from scopegate.store.models import User, WebSession
+from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 
 
@@ -34,10 +36,19 @@ def session_ref(session_hash: str) -> str:
 
 
 @dataclass(frozen=True)
+class SessionUser:
+    """The person behind a browser session, as pages show them."""
+
+    id: int
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
 class LiveSession:
     ref: str
-    user: User
-    expires_at: datetime
+    user: SessionUser
+    expires_at: float  # Unix seconds
 
 
 def start_session(db: Session, user: User, max_age_seconds: int) -> str:
@@ -55,23 +66,24 @@ def start_session(db: Session, user: User, max_age_seconds: int) -> str:
     return raw
 
 
-def live_session(db: Session, raw: str) -> LiveSession | None:
-    """The unexpired session of an active user with this raw id, or ``None``."""
-    digest = _digest(raw)
-    row = db.scalar(select(WebSession).where(WebSession.session_hash == digest))
-    if row is None or not hmac.compare_digest(row.session_hash, digest):
-        return None
-    if row.expires_at <= utcnow():
-        return None
-    user = db.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
-    return LiveSession(session_ref(row.session_hash), user, row.expires_at)
+def session_digest(raw: str) -> str:
+    return _digest(raw)
 
 
-def session_user(db: Session, raw: str) -> User | None:
-    found = live_session(db, raw)
-    return found.user if found is not None else None
+def load_session(conn: Connection, digest: str) -> LiveSession | None:
+    """The session stored under ``digest`` if its person is active (one query); its
+    expiry is checked at every use."""
+    sessions, users = WebSession.__table__, User.__table__
+    row = conn.execute(
+        select(sessions.c.session_hash, sessions.c.expires_at, users.c.id, users.c.email,
+               users.c.name, users.c.is_active)
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.session_hash == digest)
+    ).first()
+    if row is None or not hmac.compare_digest(row.session_hash, digest) or not row.is_active:
+        return None
+    return LiveSession(session_ref(row.session_hash), SessionUser(row.id, row.email, row.name),
+                       row.expires_at.timestamp())
 
 
 def end_session(db: Session, deny_list: DenyList, raw: str) -> None:
@@ -80,5 +92,6 @@ def end_session(db: Session, deny_list: DenyList, raw: str) -> None:
     if row is None:
         return
     deny_list.deny_parent(db, session_ref(row.session_hash))
+    record_change(db, Change(Topic.WEB_SESSION, row.session_hash))
     db.delete(row)
     db.flush()

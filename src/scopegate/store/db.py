@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -23,10 +22,11 @@ def make_engine(
     answers 503 with ``Retry-After``) instead of queueing without end.
     """
     kwargs["pool_timeout"] = pool_timeout
-    # Room for every worker thread (AnyIO's default limit is 40) plus background work, so
-    # a thread never waits for a connection that only another thread can give back.
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 40)
+    # The runtime sizes the pool to its worker threads plus background work
+    # (``runtime/process.py``), so a thread never waits for a connection that only
+    # another thread can give back; no overflow beyond that.
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 0)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
@@ -34,7 +34,9 @@ def make_engine(
         )
         _configure_sqlite(engine, int(sqlite_busy_timeout * 1000))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping per checkout (a round trip on every request): a connection the server
+    # dropped fails its statement, SQLAlchemy discards the pool's stale connections, and
+    # that request is answered 503 (``web/errors.py``).
     return create_engine(url, **kwargs)
 
 
@@ -53,7 +55,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get(SQLITE_IMMEDIATE):
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement is its own transaction
+        if options.get(SQLITE_IMMEDIATE):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
@@ -62,11 +67,3 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
-
-def after_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once, after the session's current transaction commits.
-
-    For process-local caches that must forget a change only once other readers can see
-    it: forgetting earlier would let a concurrent read cache the old row again.
-    """
-    event.listen(session, "after_commit", lambda _session: callback(), once=True)

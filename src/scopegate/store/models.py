@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -169,6 +170,15 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ChangeVersion(Base):
+    """A counter per cached topic (``core.changes.Topic``), bumped by each change to it."""
+
+    __tablename__ = "change_versions"
+
+    topic: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class KVEntry(Base):
     """The SQL-backed key-value store, used when Redis is not configured."""
 
@@ -236,7 +246,8 @@ class AuditEvent(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     session_id: Mapped[str | None] = mapped_column(String(AGENT_SESSION_MAX), nullable=True)
-    act: Mapped[str | None] = mapped_column(String(NAME_MAX), nullable=True)
+    #: The acting agent (column ``act``, after RFC 8693's claim).
+    agent: Mapped[str | None] = mapped_column("act", String(NAME_MAX), nullable=True)
     scopes: Mapped[frozenset[str] | None] = mapped_column(ScopeSet, nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)

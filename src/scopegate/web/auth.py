@@ -1,42 +1,46 @@
-"""Authentication and per-endpoint permission for FastAPI routes.
+"""The request gate, as FastAPI dependencies: ``Permission``, ``Authenticated``.
 
-``get_principal`` establishes who is calling: a bearer credential (routed by prefix)
-or, without an ``Authorization`` header, a first-party session cookie, which must
-carry the CSRF header on state-changing methods. ``Permission(scope_map)`` is the
-declaration each endpoint puts beside its route; it assembles access (the one place)
-and answers 403 ``insufficient_scope`` naming what would suffice.
+Each endpoint declares its ``ScopeMap`` beside its route: ``Permission(scope_map)`` for an
+organization endpoint, ``Authenticated(scope_map)`` for one outside any organization.
+Both are async and hand the request to the runtime's one ``Gate``
+(``services/gate.py``): from memory on the event loop when its caches hold the answer,
+else in one worker-thread hop. What the request presents is read here: a bearer
+credential (``Authorization``), or, without one, the first-party session cookie, which
+must carry the CSRF header on state-changing methods.
+
+Refusals become RFC 6750 challenges (401 ``invalid_token``, 403 ``insufficient_scope``)
+or 403/404; the audit events a refusal leaves are written after the response
+(``web/errors.py``), whatever becomes of the request.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import fastapi.routing
-from fastapi import Depends, Path
+from fastapi import Path
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from scopegate.core.access import Principal
-from scopegate.core.challenges import Challenge, insufficient_scope, invalid_token
+from scopegate.core.challenges import Challenge, invalid_token
 from scopegate.core.permissions import ScopeMap
-from scopegate.services import audit, credentials
-from scopegate.services.access import OrgAccess, access_for
+from scopegate.services import audit
+from scopegate.services.access import OrgAccess
 from scopegate.services.authentication import AuthenticationFailed
 from scopegate.services.errors import Forbidden
-from scopegate.services.web_sessions import live_session
-from scopegate.store.models import SLUG_MAX
+from scopegate.services.gate import InsufficientScope, Presented, Verdict
+from scopegate.store.models import SLUG_MAX, AuditEvent
 from scopegate.web.cookies import CSRF_HEADER
-from scopegate.web.runtime import runtime
-from scopegate.web.transactions import reads_released
+from scopegate.web.runtime import runtime, session_cookie
 
-log = logging.getLogger("scopegate.web")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_AUTHORIZATION_HEADER = 4200
+T = TypeVar("T")
 
 
 class ChallengeError(Exception):
@@ -47,41 +51,10 @@ class ChallengeError(Exception):
         self.challenge = challenge
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """The request's session. Endpoints commit it in their own thread
-    (``web/transactions.py``); this teardown only ends what is left: a rollback after
-    an error. Records that must outlive a rollback (denial audit events) and last-used
-    times are written in a short transaction afterwards.
-    """
-    rt = runtime(request)
-    session = rt.factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        deferred = audit.take_deferred(session)
-        touches = credentials.take_touches(session)
-        session.close()
-        if deferred or touches:
-            _write_after(rt.factory, deferred, touches)
-
-
-def _write_after(factory: sessionmaker[Session], deferred: list, touches: list) -> None:
-    try:
-        with factory() as side, side.begin():
-            side.add_all(deferred)
-            credentials.apply_touches(side, touches)
-    except SQLAlchemyError as error:
-        log.error("could not write %d audit event(s) after the request: %s",
-                  len(deferred), type(error).__name__)
-
-
 def request_info(request: Request) -> audit.RequestInfo:
     client = request.client.host if request.client else None
-    return audit.RequestInfo(ip=client, user_agent=request.headers.get("user-agent"))
+    return audit.RequestInfo(ip=client, user_agent=request.headers.get("user-agent"),
+                             action=f"{request.method} {request.url.path}")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -100,80 +73,55 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def get_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
-    with reads_released(db):
-        principal = _authenticate(request, db)
-    request.state.principal = principal
-    return principal
-
-
-def _authenticate(request: Request, db: Session) -> Principal:
-    rt = runtime(request)
+def presented(request: Request) -> Presented:
+    """What the request presents; the CSRF header is checked here for a session cookie."""
     token = bearer_token(request)
     if token is not None:
-        try:
-            principal = rt.chain.authenticate(db, token)
-        except AuthenticationFailed as failure:
-            raise ChallengeError(invalid_token(failure.description, rt.settings.realm)) from None
-        return principal
-    raw = rt.cookie.read(request)
-    session = live_session(db, raw) if raw else None
-    if raw is None or session is None:
-        raise ChallengeError(
-            invalid_token("Authentication credentials were not provided.", rt.settings.realm)
-        )
-    if request.method not in SAFE_METHODS and not rt.cookie.csrf_ok(
+        return Presented(bearer=token)
+    cookie = session_cookie(request)
+    raw = cookie.read(request)
+    if raw is None:
+        raise ChallengeError(invalid_token("Authentication credentials were not provided.",
+                                           runtime(request).settings.realm))
+    if request.method not in SAFE_METHODS and not cookie.csrf_ok(
         raw, request.headers.get(CSRF_HEADER)
     ):
         raise Forbidden("CSRF token missing or invalid.")
-    return Principal(
-        kind=None, credential_ref=session.ref, user_id=session.user.id,
-        expires_at=int(session.expires_at.timestamp()),
-    )
+    return Presented(session=raw)
 
 
-def _check_kind(scope_map: ScopeMap, principal: Principal) -> None:
-    if not scope_map.admits_kind(principal.kind):
-        raise Forbidden("This kind of credential cannot use this endpoint.")
+async def through_gate(request: Request, decide: Callable[[Connection | None, Verdict], T]) -> T:
+    """Run ``decide`` through the gate; map its refusals to HTTP answers."""
+    rt = runtime(request)
+    verdict = Verdict()
+    try:
+        return await rt.gate.run(lambda conn: decide(conn, verdict))
+    except AuthenticationFailed as failure:
+        raise ChallengeError(invalid_token(failure.description, rt.settings.realm)) from None
+    except InsufficientScope as refusal:
+        raise ChallengeError(refusal.challenge) from None
+    finally:
+        if verdict.principal is not None:
+            request.state.principal = verdict.principal
+        if verdict.denials:
+            request.state.denials = verdict.denials
 
 
 class Permission:
-    """An organization endpoint's declared ``ScopeMap``, enforced."""
+    """An organization endpoint's declared ``ScopeMap``, enforced by the gate."""
 
     def __init__(self, scope_map: ScopeMap) -> None:
         if not scope_map.org_scoped:
             raise ValueError("use Authenticated(...) for endpoints outside an organization")
         self.scope_map = scope_map
 
-    def __call__(
-        self,
-        request: Request,
-        org: str = Path(max_length=SLUG_MAX),
-        db: Session = Depends(get_db),
-    ) -> OrgAccess:
-        # Authentication and access in one thread-pool hop and one read transaction,
-        # released before the hop ends (``reads_released``).
-        with reads_released(db):
-            principal = _authenticate(request, db)
-            request.state.principal = principal
-            _check_kind(self.scope_map, principal)
-            return self._decide(request, org, db, principal)
-
-    def _decide(self, request: Request, org: str, db: Session,
-                principal: Principal) -> OrgAccess:
-        try:
-            org_access = access_for(db, principal, org, request_info(request))
-        except AuthenticationFailed as failure:
-            realm = runtime(request).settings.realm
-            raise ChallengeError(invalid_token(failure.description, realm)) from None
-        decision = self.scope_map.decide(request.method, org_access.access.scopes)
-        if not decision.allowed:
-            challenge = insufficient_scope(decision.sufficient, runtime(request).settings.realm)
-            hook = runtime(request).extras.get("on_insufficient_scope")
-            if hook is not None:
-                challenge = hook(request, db, org_access, decision.sufficient, challenge)
-            raise ChallengeError(challenge)
-        return org_access
+    async def __call__(self, request: Request,
+                       org: str = Path(max_length=SLUG_MAX)) -> OrgAccess:
+        creds = presented(request)
+        gate = runtime(request).gate
+        info = request_info(request)
+        return await through_gate(request, lambda conn, verdict: gate.check(
+            self.scope_map, request.method, creds, org, conn, verdict, info))
 
 
 class Authenticated:
@@ -184,13 +132,16 @@ class Authenticated:
             raise ValueError("use Permission(...) for organization endpoints")
         self.scope_map = scope_map
 
-    def __call__(
-        self, request: Request, principal: Principal = Depends(get_principal)
-    ) -> Principal:
-        _check_kind(self.scope_map, principal)
-        if not self.scope_map.decide(request.method, frozenset()).allowed:
-            raise Forbidden("This endpoint does not accept this method.")
-        return principal
+    async def __call__(self, request: Request) -> Principal:
+        creds = presented(request)
+        gate = runtime(request).gate
+        return await through_gate(request, lambda conn, verdict: gate.admit(
+            self.scope_map, request.method, creds, conn, verdict))
+
+
+def denials_of(request: Request) -> list[AuditEvent] | None:
+    """The audit events the gate's refusal of ``request`` left to write, if any."""
+    return getattr(request.state, "denials", None)
 
 
 def declared_scope_map(route: APIRoute) -> ScopeMap | None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from scopegate.web.agent_runtime import agent_runtime
+from scopegate.web.runtime import runtime
 
 router = APIRouter(tags=["keys"])
 
@@ -15,5 +15,5 @@ router = APIRouter(tags=["keys"])
 def jwks(request: Request) -> JSONResponse:
     """Public keys that verify agent tokens offline; rotated-out keys stay listed until
     every token they signed has expired."""
-    keys = agent_runtime(request).keys
+    keys = runtime(request).keys
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})

@@ -1,14 +1,25 @@
-"""Each request's writes run and commit in the endpoint's own worker thread.
+"""Units of work: a request's database work runs in one worker thread, start to end.
 
-FastAPI runs every sync dependency, the endpoint, and each dependency's teardown in
-separate hops to the thread pool. A database lock held across a hop is a deadlock
-waiting to happen: with N concurrent writers to one row, all pool threads can block on
-the lock while the holder's commit waits in the queue for a free thread. So the routes
-of this app wrap their endpoint: the write transaction begins (on SQLite: ``BEGIN
-IMMEDIATE``, since a deferred transaction that reads then writes fails once another
-writer has committed) and commits or rolls back in the thread that runs the endpoint,
-never across a hop. Reads done by dependencies (authentication, access) happen before,
-in their own short transaction.
+FastAPI runs each sync dependency, a sync endpoint, and a sync endpoint's response
+validation in separate hops to the thread pool. A database lock or connection held
+across a hop is a deadlock waiting to happen: with N concurrent writers to one row,
+every thread can block on the lock while the holder's commit waits in the queue for a
+free thread. So:
+
+* ``unit_of_work(runtime, work, writes=...)`` is the helper any async caller uses: one
+  hop, in which a session is opened, ``work(session)`` runs, the transaction commits (or
+  rolls back) and the connection goes back to the pool. A write unit takes SQLite's
+  write lock up front (``BEGIN IMMEDIATE``: a deferred transaction that reads then
+  writes fails once another writer has committed); a read unit runs on an autocommit
+  connection, so a single-statement read costs one round trip.
+* ``TransactionalRoute`` turns a sync endpoint that declares ``db: Session =
+  Depends(get_db)`` into an async endpoint that runs its whole body as one unit of work.
+  Its dependencies (the gate) are async and decide from memory, and the async endpoint
+  needs no hop to validate its response: a warm request makes exactly one hop.
+* A sync route whose methods write must declare its unit of work (or be marked
+  ``@writes_nothing``); one that does not, or an async endpoint that asks for ``get_db``
+  (which only a sync endpoint can use: async ones call ``unit_of_work``), fails when the
+  app is built, not silently at run time.
 """
 
 from __future__ import annotations
@@ -16,78 +27,120 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio.to_thread
+from fastapi import params
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
+from scopegate.runtime.process import Runtime
 from scopegate.store.db import SQLITE_IMMEDIATE
+from scopegate.web.runtime import runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T")
+
+
+class UnitOfWorkSlot:
+    """What ``get_db`` gives: a placeholder the route replaces with the unit's session."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+
+async def get_db(request: Request) -> Session:
+    """Declare the endpoint's unit of work (``TransactionalRoute`` fills it in)."""
+    return UnitOfWorkSlot(runtime(request))  # type: ignore[return-value]
+
+
+def run_unit(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:
+    """Run ``work`` in one transaction in the calling thread (see module docstring)."""
+    session = (rt.factory if writes else rt.read_factory)()
+    try:
+        if writes and rt.engine.dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        result = work(session)
+        session.commit()
+        return result
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+async def unit_of_work(rt: Runtime, work: Callable[[Session], T], *, writes: bool) -> T:
+    """``work(session)`` as one unit of work in one worker-thread hop."""
+    return await anyio.to_thread.run_sync(run_unit, rt, work, writes)
 
 
 def _resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
     """``func``'s signature with string annotations resolved in ``func``'s module."""
     hints = typing.get_type_hints(func, include_extras=True)
     signature = inspect.signature(func)
-    params = [
+    parameters = [
         param.replace(annotation=hints.get(param.name, param.annotation))
         for param in signature.parameters.values()
     ]
     returns = hints.get("return", signature.return_annotation)
     return signature.replace(
-        parameters=params, return_annotation=None if returns is type(None) else returns
+        parameters=parameters, return_annotation=None if returns is type(None) else returns
     )
 
 
-def in_one_thread(endpoint: Callable[..., Any], *, writes: bool) -> Callable[..., Any]:
-    """Wrap a sync endpoint so its transaction begins and ends in its own thread."""
+def _unit_parameter(signature: inspect.Signature) -> str | None:
+    for name, param in signature.parameters.items():
+        default = param.default
+        if isinstance(default, params.Depends) and default.dependency is get_db:
+            return name
+    return None
+
+
+def as_unit_of_work(endpoint: Callable[..., Any], *, path: str,
+                    writes: bool) -> Callable[..., Any]:
+    """The async endpoint that runs sync ``endpoint`` as one unit of work."""
+    signature = _resolved_signature(endpoint)
+    slot = _unit_parameter(signature)
     if inspect.iscoroutinefunction(endpoint):
+        # An async endpoint runs its database work through ``unit_of_work`` itself.
+        if slot is not None:
+            raise TypeError(f"{path}: an async endpoint cannot use get_db; "
+                            "call unit_of_work() instead")
+        return endpoint
+    if slot is None:
+        if writes and not getattr(endpoint, "__scopegate_no_database__", False):
+            raise TypeError(f"{path}: a write route must declare its unit of work "
+                            "(db: Session = Depends(get_db)) or be marked @writes_nothing")
         return endpoint
 
     @functools.wraps(endpoint)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        db = next((value for value in kwargs.values() if isinstance(value, Session)), None)
-        if db is None:
-            return endpoint(*args, **kwargs)
-        if writes and db.get_bind().dialect.name == "sqlite":
-            db.commit()  # end the dependencies' read transaction; take the write lock here
-            db.connection(execution_options={SQLITE_IMMEDIATE: True})
-        try:
-            result = endpoint(*args, **kwargs)
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
-        return result
+    async def run(**kwargs: Any) -> Any:
+        holder: UnitOfWorkSlot = kwargs[slot]
 
-    run.__signature__ = _resolved_signature(endpoint)  # type: ignore[attr-defined]
+        def work(session: Session) -> Any:
+            return endpoint(**{**kwargs, slot: session})
+
+        return await unit_of_work(holder.runtime, work, writes=writes)
+
+    run.__signature__ = signature  # type: ignore[attr-defined]
     return run
 
 
-@contextmanager
-def reads_released(db: Session) -> Iterator[None]:
-    """End a dependency's read transaction before its thread-pool hop ends.
-
-    A request waiting for its next hop must not hold a pooled connection: with more
-    requests in flight than threads, the threads would all wait for connections held by
-    requests that wait for threads (found by a burst of 100 mints). Committing a read
-    costs one round trip and keeps loaded objects usable (``expire_on_commit=False``).
-    """
-    try:
-        yield
-    except BaseException:
-        db.rollback()
-        raise
-    db.commit()
+def writes_nothing(endpoint: Callable[..., T]) -> Callable[..., T]:
+    """Mark a POST/PUT/DELETE endpoint that touches no database (checked at start-up)."""
+    endpoint.__scopegate_no_database__ = True  # type: ignore[attr-defined]
+    return endpoint
 
 
 class TransactionalRoute(APIRoute):
-    """An ``APIRoute`` whose endpoint commits in its own thread (see module docstring)."""
+    """An ``APIRoute`` whose endpoint is one unit of work (see module docstring)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {m.upper() for m in (kwargs.get("methods") or ("GET",))}
-        super().__init__(path, in_one_thread(endpoint, writes=not methods <= SAFE_METHODS),
-                         **kwargs)
+        super().__init__(
+            path, as_unit_of_work(endpoint, path=path, writes=not methods <= SAFE_METHODS),
+            **kwargs,
+        )

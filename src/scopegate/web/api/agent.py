@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import Field, field_validator
@@ -23,21 +22,17 @@ from starlette.requests import Request
 
 from scopegate.core import scopes as registry
 from scopegate.core.access import Principal
-from scopegate.core.agent_token import ACTOR_MAX, AGENT_NAME_RE, SESSION_ID_RE
-from scopegate.core.challenges import Challenge
-from scopegate.core.permissions import Rule, ScopeMap, least_sufficient
-from scopegate.core.roles import role_scopes
+from scopegate.core.agent_token import AGENT_MAX, AGENT_NAME_RE, SESSION_ID_RE
+from scopegate.core.permissions import Rule, ScopeMap
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import agent_tokens, audit, directory, grants
+from scopegate.services import agent_tokens, directory, grants
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Invalid
-from scopegate.settings import Settings
 from scopegate.store.models import AGENT_SESSION_MAX, Organization, WriteGrant
-from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Authenticated, Permission, get_db, request_info
+from scopegate.web.auth import Authenticated, Permission, request_info
 from scopegate.web.runtime import runtime
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["agent"])
 
@@ -56,7 +51,7 @@ ScopeName = Annotated[str, Field(max_length=32)]
 SessionId = Annotated[str, Field(min_length=1, max_length=AGENT_SESSION_MAX,
                                  pattern=SESSION_ID_RE.pattern)]
 #: An agent's self-chosen name (shown to its person as a claim, never as a fact).
-AgentName = Annotated[str, Field(min_length=1, max_length=ACTOR_MAX,
+AgentName = Annotated[str, Field(min_length=1, max_length=AGENT_MAX,
                                  pattern=f"^{AGENT_NAME_RE.pattern}$")]
 
 
@@ -124,15 +119,6 @@ class GrantOut(ApiModel):
         )
 
 
-def approval_url(
-    settings: Settings, org_slug: str, session_id: str, scopes: list[str], agent: str | None
-) -> str:
-    query = {"session": session_id, "scopes": " ".join(scopes)}
-    if agent:
-        query["agent"] = agent
-    return f"{settings.base_url}/organizations/{org_slug}/agent/approve?{urlencode(query)}"
-
-
 @router.post("/organizations/{org}/agent/token/", response_model=MintResponse, status_code=201)
 def mint_agent_token(
     request: Request,
@@ -142,18 +128,18 @@ def mint_agent_token(
 ) -> MintResponse:
     """Mint a short-lived agent token: read scopes plus this session's live write grant,
     within the caller's access, narrowed to ``requestedScopes``."""
-    agent = agent_runtime(request)
+    rt = runtime(request)
     minted = agent_tokens.mint(
         db,
-        settings=runtime(request).settings,
-        keys=agent.keys,
+        settings=rt.settings,
+        keys=rt.keys,
         org=oa.org,
         access=oa.access,
         session_id=body.session_id,
         requested=frozenset(body.requested_scopes) if body.requested_scopes is not None
         else None,
         ttl_seconds=body.ttl_seconds,
-        actor=body.agent,
+        agent=body.agent,
         request=request_info(request),
     )
     return MintResponse(
@@ -185,7 +171,6 @@ def approve_agent_writes(
         session_id=body.session_id,
         requested=frozenset(body.scopes),
         lifetime=grants.lifetime_seconds(body.lifetime, oa.org),
-        grant_cache=agent_runtime(request).grant_cache,
         agent=body.agent or "",
         request=request_info(request),
     )
@@ -205,11 +190,10 @@ def revoke_agent_session(
     oa: OrgAccess = Depends(Permission(AGENT_SESSION)),
     db: Session = Depends(get_db),
 ) -> None:
-    """Delete the session's grant and stop its live tokens (within the deny-list cache
-    window, at most ``SCOPEGATE_DENY_LIST_CACHE_SECONDS`` in other processes)."""
-    agent = agent_runtime(request)
+    """Delete the session's grant and stop its live tokens: at once in this process,
+    within ``SCOPEGATE_CACHE_SECONDS`` in every other (well under a second with Redis)."""
     grants.revoke_session(
-        db, agent.deny_list, agent.grant_cache, org=oa.org,
+        db, runtime(request).deny_list, org=oa.org,
         user_id=directory.get_user(db, oa.access.principal.user_id).id,
         session_id=session_id, request=request_info(request),
     )
@@ -233,47 +217,8 @@ def revoke_my_grant(
     principal: Principal = Depends(Authenticated(MY_GRANTS)),
     db: Session = Depends(get_db),
 ) -> None:
-    agent = agent_runtime(request)
     grants.revoke_grant(
-        db, agent.deny_list, agent.grant_cache, grant_id=grant_id,
+        db, runtime(request).deny_list, grant_id=grant_id,
         user_id=directory.get_user(db, principal.user_id).id, request=request_info(request),
     )
 
-
-def on_insufficient_scope(
-    request: Request, db: Session, oa: OrgAccess, sufficient: tuple[str, ...],
-    challenge: Challenge,
-) -> Challenge:
-    """For an agent token, add where its person can approve the missing scope.
-
-    Computed, not stored: the only write on this path is the audit event.
-    """
-    principal = oa.access.principal
-    if principal.kind is not TokenKind.AGENT or principal.agent_session is None:
-        return challenge
-    role = oa.access.role
-    scope = least_sufficient(sufficient, role_scopes(role)) if role is not None else None
-    body = dict(challenge.body)
-    if scope is None:
-        body["approval"] = None
-        body["detail"] = (
-            "The agent token lacks a scope this request needs, and its person's role "
-            "does not hold one either."
-        )
-    else:
-        body["approval"] = {
-            "url": approval_url(runtime(request).settings, oa.org.slug,
-                                principal.agent_session, [scope], principal.act),
-            "scopes": [scope],
-            "sessionId": principal.agent_session,
-        }
-        body["detail"] = (
-            "The agent token lacks a scope this request needs. Ask its person to approve "
-            "it at approval.url, then mint a new token."
-        )
-    audit.record_denial(
-        db, audit.Event.CHALLENGE, org_id=oa.org.id, user_id=principal.user_id,
-        session_id=principal.agent_session, act=principal.act, scopes=sufficient,
-        request=request_info(request), detail=f"{request.method} {request.url.path}"[:512],
-    )
-    return Challenge(challenge.status, challenge.headers, body)

@@ -14,8 +14,8 @@ from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Invalid
 from scopegate.store.models import AGENT_SESSION_MAX, AuditEvent
 from scopegate.web.api.models import ApiModel, UtcDateTime
-from scopegate.web.auth import Permission, get_db
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.auth import Permission
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["audit"])
 
@@ -39,7 +39,7 @@ class AuditEventOut(ApiModel):
         return cls(
             id=str(row.id), event=row.event, date_created=row.created_at,
             user_id=str(row.user_id) if row.user_id is not None else None,
-            session_id=row.session_id, act=row.act,
+            session_id=row.session_id, act=row.agent,
             scopes=s.ordered(row.scopes) if row.scopes is not None else None,
             ip_address=row.ip, user_agent=row.user_agent, detail=row.detail,
         )

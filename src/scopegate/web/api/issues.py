@@ -17,8 +17,8 @@ from scopegate.services.access import OrgAccess
 from scopegate.services.issues import IssueStatus
 from scopegate.store.models import EMAIL_MAX, TITLE_MAX, Issue
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Permission, get_db
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.auth import Permission
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["issues"])
 

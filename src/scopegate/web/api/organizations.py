@@ -7,18 +7,17 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 from sqlalchemy.orm import Session
-from starlette.requests import Request
 
 from scopegate.core import scopes as s
 from scopegate.core.access import Principal
 from scopegate.core.permissions import Rule, ScopeMap
 from scopegate.services import directory, grants
-from scopegate.services.access import OrgAccess
+from scopegate.services.access import OrgAccess, OrgRecord
+from scopegate.services.errors import NotFound
 from scopegate.store.models import NAME_MAX, SLUG_MAX, Organization, Project
-from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Authenticated, Permission, get_db
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.auth import Authenticated, Permission
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute)
 
@@ -46,7 +45,7 @@ class OrganizationOut(ApiModel):
     role: str | None = None
 
     @classmethod
-    def of(cls, org: Organization, role: str | None = None) -> OrganizationOut:
+    def of(cls, org: Organization | OrgRecord, role: str | None = None) -> OrganizationOut:
         return cls(
             id=str(org.id),
             slug=org.slug,
@@ -101,24 +100,21 @@ def get_organization(oa: OrgAccess = Depends(Permission(ORGANIZATION))) -> Organ
 
 @router.put("/organizations/{org}/", response_model=OrganizationOut, tags=["organizations"])
 def update_organization(
-    request: Request,
     body: OrganizationUpdate,
     oa: OrgAccess = Depends(Permission(ORGANIZATION)),
     db: Session = Depends(get_db),
 ) -> OrganizationOut:
     """Change the name or agent-token settings. Lowering ``maxGrantSeconds`` also shortens
     the live write grants that now last too long (and the writes of their tokens)."""
-    org = db.get(Organization, oa.org.id) or oa.org
-    if body.name is not None:
-        org.name = body.name
-    if body.agent_tokens_enabled is not None:
-        org.agent_tokens_enabled = body.agent_tokens_enabled
-    if body.max_grant_seconds is not None:
-        lowered = body.max_grant_seconds < org.max_grant_seconds
-        org.max_grant_seconds = body.max_grant_seconds
-        if lowered:
-            grants.cap_grants(db, agent_runtime(request).grant_cache, org)
-    db.flush()
+    org = db.get(Organization, oa.org.id)
+    if org is None:
+        raise NotFound("organization not found")
+    lowered = (body.max_grant_seconds is not None
+               and body.max_grant_seconds < org.max_grant_seconds)
+    directory.update_org(db, org, name=body.name, agent_tokens_enabled=body.agent_tokens_enabled,
+                         max_grant_seconds=body.max_grant_seconds)
+    if lowered:
+        grants.cap_grants(db, org)
     return OrganizationOut.of(org, oa.access.role.value if oa.access.role else None)
 
 

@@ -16,8 +16,8 @@ from scopegate.services import releases
 from scopegate.services.access import OrgAccess
 from scopegate.store.models import SLUG_MAX, VERSION_MAX, Release
 from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
-from scopegate.web.auth import Permission, get_db
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.auth import Permission
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["releases"])
 

@@ -24,11 +24,10 @@ from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
-from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
-from scopegate.web.auth import Authenticated, Permission, get_db
+from scopegate.web.auth import Authenticated, Permission
 from scopegate.web.runtime import runtime
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["tokens"])
 
@@ -133,7 +132,7 @@ def revoke_user_token(
 ) -> None:
     """Revoke one of my tokens; agent tokens it minted stop working too."""
     credentials.revoke_user_token(
-        db, agent_runtime(request).deny_list, directory.get_user(db, principal.user_id).id,
+        db, runtime(request).deny_list, directory.get_user(db, principal.user_id).id,
         token_id,
     )
 

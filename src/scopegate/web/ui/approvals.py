@@ -15,32 +15,24 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scopegate.core import scopes as registry
-from scopegate.core.access import Principal
-from scopegate.core.agent_token import ACTOR_MAX
+from scopegate.core.agent_token import AGENT_MAX
 from scopegate.core.permissions import actions_for_scope
 from scopegate.core.roles import role_scopes
 from scopegate.services import audit, grants
-from scopegate.services.access import OrgAccess, access_for
 from scopegate.services.errors import ServiceError
 from scopegate.store.models import AGENT_SESSION_MAX, SLUG_MAX
-from scopegate.web.agent_runtime import agent_runtime
 from scopegate.web.api.audit import AUDIT_LOG
-from scopegate.web.auth import declared_scope_maps, get_db, request_info
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.auth import declared_scope_maps, request_info
+from scopegate.web.runtime import runtime
+from scopegate.web.transactions import TransactionalRoute, get_db, unit_of_work
 from scopegate.web.ui.rendering import render
-from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
+from scopegate.web.ui.session import WebUser, check_form_csrf, org_access, web_user
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 
 def _problem(request: Request, me: WebUser, status: int, title: str, message: str) -> HTMLResponse:
     return render(request, "error.html", status, me=me, title=title, message=message)
-
-
-def _org_access(db: Session, me: WebUser, org: str, request: Request) -> OrgAccess:
-    principal = Principal(kind=None, credential_ref=f"web_session:user:{me.user.id}",
-                          user_id=me.user.id)
-    return access_for(db, principal, org, request_info(request))
 
 
 def _scope_rows(request: Request, requested: frozenset[str], held: frozenset[str]) -> list[dict]:
@@ -57,14 +49,13 @@ def _scope_rows(request: Request, requested: frozenset[str], held: frozenset[str
 
 
 @router.get("/organizations/{org}/agent/approve", response_class=HTMLResponse)
-def approval_page(
+async def approval_page(
     request: Request,
     org: str,
     session: str = Query(default="", max_length=AGENT_SESSION_MAX),
     scopes: str = Query(default="", max_length=1024),
-    agent: str = Query(default="", max_length=ACTOR_MAX),
+    agent: str = Query(default="", max_length=AGENT_MAX),
     me: WebUser = Depends(web_user),
-    db: Session = Depends(get_db),
 ) -> HTMLResponse:
     """What the agent asks for, what each scope lets it do, for how long; Approve/Deny."""
     if len(org) > SLUG_MAX:
@@ -81,7 +72,7 @@ def approval_page(
     if not requested:
         return _problem(request, me, 400, "Invalid approval link", "The link names no scopes.")
     try:
-        oa = _org_access(db, me, org, request)
+        oa = await org_access(request, me, org)
     except ServiceError:
         return _problem(request, me, 404, "Not found", "No such organization.")
     held = role_scopes(oa.access.role) if oa.access.role else frozenset()
@@ -98,40 +89,39 @@ def approval_page(
 
 
 @router.post("/organizations/{org}/agent/approve", response_class=HTMLResponse)
-def approval_decision(
+async def approval_decision(
     request: Request,
     org: str,
     session: Annotated[str, Form(max_length=AGENT_SESSION_MAX)],
     decision: Annotated[str, Form(max_length=16)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     scopes: Annotated[list[str] | None, Form(max_length=64)] = None,
-    agent: Annotated[str, Form(max_length=ACTOR_MAX)] = "",
+    agent: Annotated[str, Form(max_length=AGENT_MAX)] = "",
     lifetime: Annotated[str, Form(max_length=8)] = grants.DEFAULT_LIFETIME,
     me: WebUser = Depends(web_user),
-    db: Session = Depends(get_db),
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
     if request.headers.get("authorization"):
         return _problem(request, me, 403, "Not allowed", "Approvals are made by a person in "
                         "the browser, never with a token.")
+    info = request_info(request)
     try:
         # One validation for both decisions: a denial records what an approval would.
         grants.check_session_and_agent(session, agent)
         requested = registry.validate(scopes or [])
-        oa = _org_access(db, me, org[:SLUG_MAX + 1], request)
+        oa = await org_access(request, me, org[:SLUG_MAX + 1])
         if decision == "deny":
-            grants.record_denial(db, org=oa.org, user_id=me.user.id, session_id=session,
-                                 scopes=requested, agent=agent, request=request_info(request))
+            await unit_of_work(runtime(request), lambda db: grants.record_denial(
+                db, org=oa.org, user_id=me.user.id, session_id=session, scopes=requested,
+                agent=agent, request=info), writes=True)
             return render(request, "approve_done.html", me=me, org=oa.org, approved=False,
-                           session_id=session, agent=agent)
+                          session_id=session, agent=agent)
         if decision != "approve":
             return _problem(request, me, 400, "Invalid decision", "Choose Approve or Deny.")
-        approval = grants.approve(
-            db, org=oa.org, approver_id=me.user.id, session_id=session,
-            requested=requested, lifetime=grants.lifetime_seconds(lifetime, oa.org),
-            grant_cache=agent_runtime(request).grant_cache, agent=agent,
-            request=request_info(request),
-        )
+        approval = await unit_of_work(runtime(request), lambda db: grants.approve(
+            db, org=oa.org, approver_id=me.user.id, session_id=session, requested=requested,
+            lifetime=grants.lifetime_seconds(lifetime, oa.org), agent=agent, request=info,
+        ), writes=True)
     except registry.UnknownScopeError:
         return _problem(request, me, 400, "Invalid request",
                         "The form names a scope that does not exist.")
@@ -153,43 +143,43 @@ def my_agent_sessions(
 
 
 @router.post("/agent/sessions/revoke")
-def revoke_agent_session(
+async def revoke_agent_session(
     request: Request,
     org: Annotated[str, Form(max_length=SLUG_MAX)],
     session: Annotated[str, Form(max_length=AGENT_SESSION_MAX)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     me: WebUser = Depends(web_user),
-    db: Session = Depends(get_db),
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
+    rt = runtime(request)
+    info = request_info(request)
     try:
-        oa = _org_access(db, me, org, request)
-        agent = agent_runtime(request)
-        grants.revoke_session(db, agent.deny_list, agent.grant_cache, org=oa.org,
-                              user_id=me.user.id, session_id=session,
-                              request=request_info(request))
+        oa = await org_access(request, me, org)
+        await unit_of_work(rt, lambda db: grants.revoke_session(
+            db, rt.deny_list, org=oa.org, user_id=me.user.id, session_id=session,
+            request=info), writes=True)
     except ServiceError as error:
         return _problem(request, me, error.status, "Could not revoke", error.detail)
     return RedirectResponse("/agent/sessions", status_code=303)
 
 
 @router.get("/organizations/{org}/audit-log", response_class=HTMLResponse)
-def audit_page(
+async def audit_page(
     request: Request,
     org: str,
     event: str = Query(default="", max_length=32),
     page: int = Query(default=1, ge=1, le=100_000),
     me: WebUser = Depends(web_user),
-    db: Session = Depends(get_db),
 ) -> HTMLResponse:
     try:
-        oa = _org_access(db, me, org[:SLUG_MAX + 1], request)
+        oa = await org_access(request, me, org[:SLUG_MAX + 1])
     except ServiceError:
         return _problem(request, me, 404, "Not found", "No such organization.")
     if not AUDIT_LOG.decide("GET", oa.access.scopes).allowed:
         return _problem(request, me, 403, "Not allowed",
                         "Reading the audit log needs org:write (manager or owner).")
     flt = audit.AuditFilter(event=event if event in audit.Event.ALL else None)
-    rows = audit.list_events(db, oa.org.id, flt, limit=100, offset=(page - 1) * 100)
+    rows = await unit_of_work(runtime(request), lambda db: audit.list_events(
+        db, oa.org.id, flt, limit=100, offset=(page - 1) * 100), writes=False)
     return render(request, "audit.html", me=me, org=oa.org, rows=rows, event=flt.event,
                    events=audit.Event.ALL, page=page)

@@ -19,10 +19,8 @@ from scopegate.services.login_throttle import KNOWN_DEVICE_MAX_AGE_SECONDS, Logi
 from scopegate.services.web_sessions import end_session, start_session
 from scopegate.store.models import EMAIL_MAX, NAME_MAX
 from scopegate.store.types import utcnow
-from scopegate.web.agent_runtime import agent_runtime
-from scopegate.web.auth import get_db
-from scopegate.web.runtime import runtime
-from scopegate.web.transactions import TransactionalRoute
+from scopegate.web.runtime import runtime, session_cookie
+from scopegate.web.transactions import TransactionalRoute, get_db
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
@@ -87,7 +85,7 @@ def login(
     rt.login_throttle.succeeded(attempt)
     raw = start_session(db, user, rt.settings.session_max_age_seconds)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    rt.cookie.write(response, raw)
+    session_cookie(request).write(response, raw)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     response.set_cookie(
         KNOWN_DEVICE_COOKIE, rt.login_throttle.device_cookie_after_login(device_cookie, attempt),
@@ -120,9 +118,9 @@ def logout(
     db: Session = Depends(get_db),
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
-    end_session(db, agent_runtime(request).deny_list, me.raw_session)
+    end_session(db, runtime(request).deny_list, me.raw_session)
     response = RedirectResponse("/login", status_code=303)
-    runtime(request).cookie.clear(response)
+    session_cookie(request).clear(response)
     return response
 
 
@@ -183,7 +181,7 @@ def revoke_token(
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
     try:
-        credentials.revoke_user_token(db, agent_runtime(request).deny_list, me.user.id,
+        credentials.revoke_user_token(db, runtime(request).deny_list, me.user.id,
                                       token_id)
     except ServiceError as error:
         return _account(request, me, db, 404, error=error.detail)

@@ -1,18 +1,18 @@
-"""Page-side session handling: who is logged in, and CSRF on every form post."""
+"""Page-side session handling: who is logged in (through the gate), and CSRF on forms."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Depends
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 from starlette.requests import Request
 
-from scopegate.services.web_sessions import session_user
-from scopegate.store.models import User
-from scopegate.web.auth import get_db
-from scopegate.web.runtime import runtime
-from scopegate.web.transactions import reads_released
+from scopegate.core.access import Principal
+from scopegate.services.access import OrgAccess
+from scopegate.services.gate import Verdict
+from scopegate.services.web_sessions import LiveSession, SessionUser
+from scopegate.web.auth import request_info, through_gate
+from scopegate.web.runtime import runtime, session_cookie
 
 
 class LoginRequired(Exception):
@@ -25,22 +25,44 @@ class CsrfFailed(Exception):
 
 @dataclass(frozen=True)
 class WebUser:
-    user: User
+    user: SessionUser
     raw_session: str
     csrf_token: str
+    session: LiveSession
+
+    @property
+    def principal(self) -> Principal:
+        """The browser session as the gate's caller."""
+        return Principal(kind=None, credential_ref=self.session.ref, user_id=self.user.id,
+                         expires_at=int(self.session.expires_at))
 
 
-def web_user(request: Request, db: Session = Depends(get_db)) -> WebUser:
+async def web_user(request: Request) -> WebUser:
     """The logged-in person; bearer credentials are not a login for pages."""
-    rt = runtime(request)
-    raw = rt.cookie.read(request)
-    with reads_released(db):
-        user = session_user(db, raw) if raw else None
-    if raw is None or user is None:
+    cookie = session_cookie(request)
+    raw = cookie.read(request)
+    if raw is None:
         raise LoginRequired
-    return WebUser(user=user, raw_session=raw, csrf_token=rt.cookie.csrf_token(raw))
+    gate = runtime(request).gate
+    live = await gate.run(lambda conn: gate.session(raw, conn))
+    if live is None:
+        raise LoginRequired
+    return WebUser(user=live.user, raw_session=raw, csrf_token=cookie.csrf_token(raw),
+                   session=live)
+
+
+async def org_access(request: Request, me: WebUser, org: str) -> OrgAccess:
+    """My access in ``org``, decided by the gate as for any other caller (a
+    ``ServiceError`` when the organization is unknown or not mine)."""
+    gate = runtime(request).gate
+    info = request_info(request)
+
+    def decide(conn: Connection | None, verdict: Verdict) -> OrgAccess:
+        return gate.org_access(me.principal, org, conn, verdict, info)
+
+    return await through_gate(request, decide)
 
 
 def check_form_csrf(request: Request, me: WebUser, presented: str | None) -> None:
-    if not runtime(request).cookie.csrf_ok(me.raw_session, presented):
+    if not session_cookie(request).csrf_ok(me.raw_session, presented):
         raise CsrfFailed

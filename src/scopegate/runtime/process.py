@@ -1,0 +1,188 @@
+"""What one scopegate process holds, built once from ``Settings``: the composition root.
+
+The app (``web/app.py``), the CLI and the tests build a ``Runtime`` the same way and
+share nothing else. ``start``/``stop`` bracket its life (the app's lifespan calls
+them): ``start`` loads the key ring, confirms the caches against the change counters,
+listens on the bus and starts the upkeep thread; ``stop`` flushes what is pending and
+gives every connection back.
+
+Building never writes: migrations and the first signing key belong to ``prepare``
+(``runtime/prepare.py``), run by ``scopegate migrate`` and ``scopegate serve`` under a
+lock, so N processes starting at once cannot race.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from scopegate.core.changes import Change
+from scopegate.core.token_kinds import TokenKind
+from scopegate.services import audit, credentials
+from scopegate.services.access import AccessCache
+from scopegate.services.agent_tokens import AgentTokenAuthenticator, deny_ttl_seconds
+from scopegate.services.approval_hint import AgentApprovalHint
+from scopegate.services.authentication import AuthenticatorChain, StoredTokenAuthenticator
+from scopegate.services.change_feed import ChangeFeed
+from scopegate.services.deny_list import DenyList
+from scopegate.services.gate import Gate
+from scopegate.services.grant_cache import GrantCache
+from scopegate.services.keys import KeyRing
+from scopegate.services.last_used import LastUsed
+from scopegate.services.login_throttle import Budgets, LoginThrottle
+from scopegate.settings import Settings
+from scopegate.store.bus import Bus, NullBus, RedisBus
+from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
+from scopegate.store.db import make_engine, make_sessionmaker
+from scopegate.store.models import AuditEvent
+from scopegate.store.outbox import deliver_after_commit
+
+log = logging.getLogger("scopegate.runtime")
+#: Connections kept for background work (key ring reloads, the upkeep thread, denials).
+BACKGROUND_CONNECTIONS = 4
+#: How often noted last-used times are written.
+LAST_USED_FLUSH_SECONDS = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    #: Sessions for work that may write; their committed changes reach ``feed`` and ``bus``.
+    factory: sessionmaker[Session]
+    #: Sessions for read-only work: autocommit, so a single-statement read is one round trip.
+    read_factory: sessionmaker[Session]
+    feed: ChangeFeed
+    bus: Bus
+    keys: KeyRing
+    deny_list: DenyList
+    grant_cache: GrantCache
+    agent_tokens: AgentTokenAuthenticator
+    gate: Gate
+    last_used: LastUsed
+    login_throttle: LoginThrottle
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _upkeep: threading.Thread | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.worker_threads + BACKGROUND_CONNECTIONS,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+        )
+        factory = make_sessionmaker(engine)
+        read_factory = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        feed = ChangeFeed(settings.cache_seconds)
+        bus: Bus = RedisBus(settings.redis_url) if settings.redis_url else NullBus()
+        last_used = LastUsed()
+        keys = KeyRing(factory, settings.secret())
+        deny_list = DenyList(feed, deny_ttl_seconds(settings))
+        grant_cache = GrantCache(feed)
+        agent_tokens = AgentTokenAuthenticator(settings, keys, deny_list, grant_cache, feed)
+        chain = AuthenticatorChain([
+            StoredTokenAuthenticator(TokenKind.USER, credentials.load_user_token, feed,
+                                     last_used, credentials.token_hash),
+            StoredTokenAuthenticator(TokenKind.ORG, credentials.load_org_token, feed,
+                                     last_used, credentials.token_hash),
+            agent_tokens,
+        ])
+        gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
+                    realm=settings.realm, hints=[AgentApprovalHint(settings.base_url)])
+        # Login failures are counted in Redis (shared by every process) when configured.
+        counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
+                              else MemoryCounters())
+        runtime = cls(
+            settings=settings, engine=engine, factory=factory, read_factory=read_factory,
+            feed=feed, bus=bus, keys=keys, deny_list=deny_list, grant_cache=grant_cache,
+            agent_tokens=agent_tokens, gate=gate, last_used=last_used,
+            login_throttle=LoginThrottle(counters, Budgets.from_settings(settings),
+                                         settings.secret()),
+        )
+        deliver_after_commit(factory, runtime.announce)
+        return runtime
+
+    # -- changes -------------------------------------------------------------------------
+    def announce(self, changes: Sequence[Change]) -> None:
+        """After a commit: forget locally at once, then tell every other process."""
+        self.feed.apply(changes)
+        self.bus.publish(changes)
+
+    # -- life ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load what the request path needs and start the background work. Blocking:
+        call it from a thread (the lifespan does) or before serving. Idempotent."""
+        if self._upkeep is not None:
+            return
+        try:
+            self.keys.load()
+        except SQLAlchemyError as error:  # serve anyway; the ring reloads in the background
+            log.error("could not load the signing keys: %s", type(error).__name__)
+        self._confirm()
+        self.bus.listen(self.feed.apply_one, self.feed.confirmed, self.feed.bus_gap)
+        self._stop.clear()
+        self._upkeep = threading.Thread(target=self._run_upkeep, name="scopegate-upkeep",
+                                        daemon=True)
+        self._upkeep.start()
+
+    def stop(self) -> None:
+        """Stop the background work, write what is pending, give connections back."""
+        if self._upkeep is None:
+            return
+        self._stop.set()
+        self._upkeep.join(timeout=5)
+        self._upkeep = None
+        self.bus.close()
+        self._flush_last_used()
+        self.engine.dispose()
+
+    def size_thread_pool(self) -> None:
+        """Run at most as many database threads as there are connections for them, so a
+        thread never waits for a connection only another waiting thread could return."""
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            self.settings.worker_threads)
+
+    def write_denials(self, events: list[AuditEvent]) -> None:
+        """Write refusals' audit events in one transaction of their own (after a request)."""
+        try:
+            audit.write_events(self.factory, events)
+        except SQLAlchemyError as error:
+            log.error("could not write %d audit event(s): %s", len(events),
+                      type(error).__name__)
+
+    def confirm_changes(self) -> None:
+        """Poll the change counters now (the upkeep thread does so twice per
+        ``cache_seconds``): every change committed before this call is then applied."""
+        self._confirm()
+
+    def _confirm(self) -> None:
+        try:
+            with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+                self.feed.poll(conn)
+        except SQLAlchemyError as error:
+            log.warning("could not read the change counters: %s", type(error).__name__)
+
+    def _run_upkeep(self) -> None:
+        interval = self.feed.cache_seconds / 2
+        flushed_at = 0.0
+        elapsed = 0.0
+        while not self._stop.wait(interval):
+            self._confirm()
+            elapsed += interval
+            if elapsed - flushed_at >= LAST_USED_FLUSH_SECONDS:
+                flushed_at = elapsed
+                self._flush_last_used()
+
+    def _flush_last_used(self) -> None:
+        try:
+            self.last_used.flush(self.factory)
+        except SQLAlchemyError as error:
+            log.warning("could not write last-used times: %s", type(error).__name__)

@@ -1,0 +1,174 @@
+"""The request gate: one object decides every request, whoever asks.
+
+A caller (a FastAPI dependency, a page, the MCP endpoint, an OAuth endpoint) hands the
+gate what the request presented (``Presented``) and, for an organization endpoint, the
+organization and the endpoint's ``ScopeMap``. The gate authenticates (the authenticator
+chain, or a browser session), assembles access (``services/access.py``) and decides;
+it answers with a ``Principal``/``OrgAccess`` or raises ``AuthenticationFailed`` (401),
+``Forbidden``/``NotFound`` (403/404) or ``InsufficientScope`` (403 with a challenge that
+``InsufficientScopeHint``s may enrich).
+
+Everything is answered from memory when the caches hold it. ``run`` first tries with no
+connection, on the caller's event loop; only a miss (``NeedsIO``) moves the work to one
+worker thread with one autocommit connection, where each missing credential costs one
+query. The connection is returned before the thread finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Connection, Engine
+
+from scopegate.core.access import Principal
+from scopegate.core.challenges import Challenge, insufficient_scope
+from scopegate.core.changes import Topic
+from scopegate.core.permissions import ScopeMap
+from scopegate.services.access import AccessCache, OrgAccess, access_for
+from scopegate.services.audit import RequestInfo
+from scopegate.services.authentication import AuthenticationFailed, AuthenticatorChain, NeedsIO
+from scopegate.services.caches import MISSING, BoundedCache
+from scopegate.services.change_feed import ChangeFeed
+from scopegate.services.errors import Forbidden
+from scopegate.services.web_sessions import LiveSession, load_session, session_digest
+from scopegate.store.models import AuditEvent
+
+T = TypeVar("T")
+SESSION_CACHE_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a request presented: a bearer string, or a browser session's raw id.
+
+    The web layer fills it (bearer header parsed, cookie signature and CSRF checked);
+    ``bearer`` wins when both are there.
+    """
+
+    bearer: str | None = None
+    session: str | None = None
+
+
+@dataclass
+class Verdict:
+    """What the gate found, and the audit events its refusals leave behind."""
+
+    principal: Principal | None = None
+    denials: list[AuditEvent] = field(default_factory=list)
+
+
+class InsufficientScope(Exception):
+    """The credential is good but holds none of the sufficient scopes."""
+
+    def __init__(self, challenge: Challenge) -> None:
+        super().__init__(challenge.body.get("detail", ""))
+        self.challenge = challenge
+
+
+class InsufficientScopeHint(Protocol):
+    """A typed extension point: enrich an ``insufficient_scope`` challenge.
+
+    Called with the access the caller holds and the scopes that would have sufficed; it
+    returns the challenge to send (the same one, or a richer one) and may append audit
+    events to ``denials``. It runs on the request path: no I/O.
+    """
+
+    def __call__(self, oa: OrgAccess, sufficient: tuple[str, ...], challenge: Challenge,
+                 request: RequestInfo, denials: list[AuditEvent]) -> Challenge: ...
+
+
+class Gate:
+    def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
+                 engine: Engine, realm: str,
+                 hints: Sequence[InsufficientScopeHint] = ()) -> None:
+        self.chain = chain
+        self.access = access
+        self.feed = feed
+        self.realm = realm
+        self._hints = tuple(hints)
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
+            SESSION_CACHE_ENTRIES)
+        feed.subscribe(Topic.WEB_SESSION, self.sessions.forget)
+
+    # -- running: memory first, one thread hop on a miss ------------------------------
+    async def run(self, decide: Callable[[Connection | None], T]) -> T:
+        """``decide(None)`` on the event loop; on a miss, ``decide(conn)`` in a thread."""
+        try:
+            return decide(None)
+        except NeedsIO:
+            return await anyio.to_thread.run_sync(self.run_with_connection, decide)
+
+    def run_with_connection(self, decide: Callable[[Connection | None], T]) -> T:
+        """``decide`` with a connection, in the calling (worker or CLI) thread."""
+        with self._reader.connect() as conn:
+            if not self.feed.fresh():
+                self.feed.poll(conn)
+            return decide(conn)
+
+    # -- the decisions -----------------------------------------------------------------
+    def session(self, raw: str, conn: Connection | None) -> LiveSession | None:
+        """The live browser session with this raw id, if any."""
+        digest = session_digest(raw)
+        found = self.sessions.get(digest) if self.feed.fresh() else MISSING
+        if found is MISSING:
+            if conn is None:
+                raise NeedsIO
+            generation = self.sessions.generation
+            found = load_session(conn, digest)
+            self.sessions.put(digest, found, generation)
+        if found is None or found.expires_at <= time.time():  # type: ignore[union-attr]
+            return None
+        return found  # type: ignore[return-value]
+
+    def authenticate(self, presented: Presented, conn: Connection | None) -> Principal:
+        if presented.bearer is not None:
+            return self.chain.authenticate(presented.bearer, conn)
+        live = self.session(presented.session, conn) if presented.session else None
+        if live is None:
+            raise AuthenticationFailed("Authentication credentials were not provided.")
+        return Principal(kind=None, credential_ref=live.ref, user_id=live.user.id,
+                         expires_at=int(live.expires_at))
+
+    def admit(self, scope_map: ScopeMap, method: str, presented: Presented,
+              conn: Connection | None, verdict: Verdict) -> Principal:
+        """An endpoint outside any organization: its ``ScopeMap`` names kinds only."""
+        principal = verdict.principal = self.authenticate(presented, conn)
+        _check_kind(scope_map, principal)
+        if not scope_map.decide(method, frozenset()).allowed:
+            raise Forbidden("This endpoint does not accept this method.")
+        return principal
+
+    def check(self, scope_map: ScopeMap, method: str, presented: Presented, org_slug: str,
+              conn: Connection | None, verdict: Verdict,
+              request: RequestInfo | None = None) -> OrgAccess:
+        """An organization endpoint: authenticate, assemble access, decide."""
+        principal = verdict.principal = self.authenticate(presented, conn)
+        _check_kind(scope_map, principal)
+        return self.decide(scope_map, method, principal, org_slug, conn, verdict, request)
+
+    def decide(self, scope_map: ScopeMap, method: str, principal: Principal, org_slug: str,
+               conn: Connection | None, verdict: Verdict,
+               request: RequestInfo | None = None) -> OrgAccess:
+        oa = self.org_access(principal, org_slug, conn, verdict, request)
+        decision = scope_map.decide(method, oa.access.scopes)
+        if not decision.allowed:
+            challenge = insufficient_scope(decision.sufficient, self.realm)
+            for hint in self._hints:
+                challenge = hint(oa, decision.sufficient, challenge,
+                                 request or RequestInfo(), verdict.denials)
+            raise InsufficientScope(challenge)
+        return oa
+
+    def org_access(self, principal: Principal, org_slug: str, conn: Connection | None,
+                   verdict: Verdict, request: RequestInfo | None = None) -> OrgAccess:
+        return access_for(self.access, principal, org_slug, conn, verdict.denials, request)
+
+
+def _check_kind(scope_map: ScopeMap, principal: Principal) -> None:
+    if not scope_map.admits_kind(principal.kind):
+        raise Forbidden("This kind of credential cannot use this endpoint.")
