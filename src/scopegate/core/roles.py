@@ -43,4 +43,9 @@ ROLE_SCOPES: Final[dict[Role, frozenset[str]]] = {
 
 def role_scopes(role: Role | str) -> frozenset[str]:
     """The scopes a role holds, closed under the hierarchy."""
-    return s.expand(ROLE_SCOPES[Role(role)])
+    return _HELD[Role(role)]
+
+
+_HELD: Final[dict[Role, frozenset[str]]] = {
+    role: s.expand(scopes) for role, scopes in ROLE_SCOPES.items()
+}

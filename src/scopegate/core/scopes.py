@@ -8,6 +8,7 @@ Every other module imports the constants below instead of writing scope strings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Final
 
@@ -117,7 +118,21 @@ def validate(scopes: Iterable[str]) -> frozenset[str]:
 
 
 def expand(scopes: Iterable[str]) -> frozenset[str]:
-    """Close ``scopes`` under the hierarchy: ``event:admin`` also yields write and read."""
+    """Close ``scopes`` under the hierarchy: ``event:admin`` also yields write and read.
+
+    A frozenset's closure is remembered (the request path asks for the same few sets on
+    every request)."""
+    if isinstance(scopes, frozenset):
+        return _expand_frozen(scopes)
+    return _close(scopes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expand_frozen(scopes: frozenset[str]) -> frozenset[str]:
+    return _close(scopes)
+
+
+def _close(scopes: Iterable[str]) -> frozenset[str]:
     result: set[str] = set()
     stack = list(scopes)
     while stack:

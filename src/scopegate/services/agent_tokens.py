@@ -3,11 +3,12 @@
 Minting never widens: the scopes come from ``core.grants.mintable_scopes`` over the
 caller's assembled access, and ``exp`` never passes the minting credential's own expiry.
 Verification is stateless (signature, ``alg``, ``kid``, ``iss``, ``aud``, ``exp``/``iat``,
-claim types) plus three checks of what may have changed since the mint: the deny list
-(a revoked session, or a revoked / logged-out parent credential) and the session's live
-grant (a token's write scopes last only as long as the grant that gave them). Verified
-claims are cached per process until they expire or the key ring changes; those checks
-run on every use, from caches that forget a change as soon as it is announced.
+claim types; the JWS is read by ``services/agent_jws.py``) plus three checks of what may
+have changed since the mint: the deny list (a revoked session, or a revoked / logged-out
+parent credential) and the session's live grant (a token's write scopes last only as
+long as the grant that gave them). Verified claims are cached per process until they
+expire or the key ring changes; those checks run on every use, from caches that forget
+a change as soon as it is announced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
@@ -27,7 +29,7 @@ from scopegate.core.changes import Topic
 from scopegate.core.grants import mintable_scopes
 from scopegate.core.scopes import READ_SCOPES, expand
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import audit
+from scopegate.services import agent_jws, audit
 from scopegate.services.access import OrgRecord
 from scopegate.services.authentication import AuthenticationFailed, NeedsIO
 from scopegate.services.caches import MISSING, BoundedCache
@@ -181,47 +183,31 @@ class AgentTokenAuthenticator:
         return claims
 
     def _verify_signature(self, jws: str, may_wait: bool) -> agent_token.AgentClaims:
+        def public_key_for(kid: str) -> Ed25519PublicKey | None:
+            try:
+                found = self._keys.public_key(kid, may_wait=may_wait)
+            except UnknownKid:
+                raise NeedsIO from None
+            return found.key if found is not None else None
+
         try:
-            header = jwt.get_unverified_header(jws)
-        except jwt.PyJWTError:
-            raise AuthenticationFailed("The agent token is malformed.") from None
-        if header.get("alg") != agent_token.ALGORITHM:
-            raise AuthenticationFailed("The agent token is not signed with EdDSA.")
-        if header.get("typ") != agent_token.TOKEN_TYPE:
-            raise AuthenticationFailed("The agent token has the wrong type.")
-        kid = header.get("kid")
-        try:
-            public = (self._keys.public_key(kid, may_wait=may_wait)
-                      if isinstance(kid, str) and len(kid) <= 64 else None)
-        except UnknownKid:
-            raise NeedsIO from None
-        if public is None:
-            raise AuthenticationFailed("The agent token was signed by an unknown key.")
-        try:
-            payload = jwt.decode(
-                jws,
-                key=public.key,
-                algorithms=[agent_token.ALGORITHM],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("The agent token expired.") from None
-        except jwt.InvalidAudienceError:
-            raise AuthenticationFailed("The agent token is for another audience.") from None
-        except jwt.InvalidIssuerError:
-            raise AuthenticationFailed("The agent token is from another issuer.") from None
-        except jwt.PyJWTError:
-            raise AuthenticationFailed("The agent token is invalid.") from None
+            payload = agent_jws.verify_compact(jws, public_key_for)
+        except agent_jws.JWSRefused as refused:
+            raise AuthenticationFailed(refused.description) from None
         try:
             claims = agent_token.parse_claims(payload)
         except agent_token.MalformedClaims:
             raise AuthenticationFailed("The agent token's claims are malformed.") from None
+        now = time.time()
+        if claims.expires_at + LEEWAY_SECONDS <= now:
+            raise AuthenticationFailed("The agent token expired.")
+        if claims.audience != self._audience:
+            raise AuthenticationFailed("The agent token is for another audience.")
+        if claims.issuer != self._issuer:
+            raise AuthenticationFailed("The agent token is from another issuer.")
         if claims.expires_at - claims.issued_at > self._max_ttl + LEEWAY_SECONDS:
             raise AuthenticationFailed("The agent token's lifetime is too long.")
-        if claims.issued_at > time.time() + LEEWAY_SECONDS:
+        if claims.issued_at > now + LEEWAY_SECONDS:
             raise AuthenticationFailed("The agent token was issued in the future.")
         return claims
 

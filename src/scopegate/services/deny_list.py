@@ -48,6 +48,10 @@ def _parent_key(parent: str) -> str:
     return _PARENT_PREFIX + _digest(parent)
 
 
+def _revocation_time(stored: str | None) -> int | None:
+    return int(stored) if stored is not None and stored.isdigit() else None
+
+
 class DenyList:
     def __init__(self, feed: ChangeFeed, ttl_seconds: int) -> None:
         self._feed = feed
@@ -74,27 +78,34 @@ class DenyList:
         return self._write(db, _parent_key(parent))
 
     # -- reading -------------------------------------------------------------------
-    def _revoked_at(self, key: str, conn: Connection | None) -> int | None:
-        value = self.cache.get(key) if self._feed.fresh() else MISSING
-        if value is not MISSING:
-            return value  # type: ignore[return-value]
-        if conn is None:
-            raise NeedsIO
-        generation = self.cache.generation
-        raw = kv.read(conn, key)
-        found = int(raw) if raw is not None and raw.isdigit() else None
-        self.cache.put(key, found, generation)
-        return found
+    def _revoked_at(self, keys: tuple[str, ...], conn: Connection | None) -> list[int | None]:
+        """When each of ``keys`` was revoked (``None``: not revoked); a miss reads every
+        missing key in one query."""
+        fresh = self._feed.fresh()
+        found = [self.cache.get(key) if fresh else MISSING for key in keys]
+        missing = [key for key, value in zip(keys, found, strict=True) if value is MISSING]
+        if missing:
+            if conn is None:
+                raise NeedsIO
+            generation = self.cache.generation
+            stored = kv.read_many(conn, missing)
+            loaded = {key: _revocation_time(stored.get(key)) for key in missing}
+            for key, value in loaded.items():
+                self.cache.put(key, value, generation)
+            found = [loaded[key] if value is MISSING else value
+                     for key, value in zip(keys, found, strict=True)]
+        return found  # type: ignore[return-value]
 
     def revoked_at(self, org_id: int, user_id: int, session_id: str,
                    conn: Connection | None) -> int | None:
         """When this agent session was revoked, if it was."""
-        return self._revoked_at(_session_key(org_id, user_id, session_id), conn)
+        return self._revoked_at((_session_key(org_id, user_id, session_id),), conn)[0]
 
     def is_denied(self, org_id: int, user_id: int, session_id: str, issued_at: int,
                   parent: str, conn: Connection | None) -> bool:
         """Whether a token of this session, issued at ``issued_at`` by ``parent``, is dead."""
-        revoked = self.revoked_at(org_id, user_id, session_id, conn)
-        if revoked is not None and issued_at <= revoked:
+        session_revoked, parent_revoked = self._revoked_at(
+            (_session_key(org_id, user_id, session_id), _parent_key(parent)), conn)
+        if session_revoked is not None and issued_at <= session_revoked:
             return True
-        return self._revoked_at(_parent_key(parent), conn) is not None
+        return parent_revoked is not None

@@ -27,6 +27,16 @@ def read(conn: Connection | Session, key: str) -> str | None:
     return row.value
 
 
+def read_many(conn: Connection | Session, keys: list[str]) -> dict[str, str]:
+    """The live values of those of ``keys`` that have one, in one query."""
+    now = utcnow()
+    rows = conn.execute(
+        select(KVEntry.key, KVEntry.value, KVEntry.expires_at).where(KVEntry.key.in_(keys))
+    ).all()
+    return {row.key: row.value for row in rows
+            if row.expires_at is None or row.expires_at > now}
+
+
 def write(session: Session, key: str, value: str, ttl_seconds: int) -> None:
     """Set ``key`` inside the caller's transaction (atomic with the caller's change)."""
     expires = utcnow() + timedelta(seconds=ttl_seconds)
