@@ -85,7 +85,11 @@ class Project(Base):
 
 class Issue(Base):
     __tablename__ = "issues"
-    __table_args__ = (Index("ix_issues_org_status", "org_id", "status"),)
+    # The list's orders, newest first per organization (migration 0004).
+    __table_args__ = (
+        Index("ix_issues_org_id", "org_id", "id"),
+        Index("ix_issues_org_status_id", "org_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -112,7 +116,10 @@ release_projects = Table(
 
 class Release(Base):
     __tablename__ = "releases"
-    __table_args__ = (UniqueConstraint("org_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "version"),
+        Index("ix_releases_org_id", "org_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))

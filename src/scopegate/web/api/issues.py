@@ -16,7 +16,8 @@ from scopegate.services import issues
 from scopegate.services.access import OrgAccess
 from scopegate.services.issues import IssueStatus
 from scopegate.store.models import EMAIL_MAX, TITLE_MAX, Issue
-from scopegate.web.api.models import ApiInput, ApiModel
+from scopegate.web.api.issue_json import issue_json, issues_json
+from scopegate.web.api.models import ApiInput, ApiModel, JSONBytes
 from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
@@ -64,23 +65,23 @@ class IssueUpdate(ApiInput):
 @router.get("/organizations/{org}/issues/", response_model=list[IssueOut])
 def list_issues(
     request: Request,
-    response: Response,
     status: IssueStatus | None = None,
     query: str | None = Query(default=None, max_length=TITLE_MAX),
     page: int = Query(default=1, ge=1, le=100_000),
     per_page: int = Query(default=25, ge=1, le=100, alias="perPage"),
     oa: OrgAccess = Depends(Permission(ISSUES)),
     db: Session = Depends(get_db),
-) -> list[IssueOut]:
+) -> Response:
     """Newest first. A ``Link: <…>; rel="next"`` header points at the next page."""
-    rows, more = issues.list_issues(
+    rows, more = issues.issue_page(
         db, oa.org.id, status=status, query=query, offset=(page - 1) * per_page, limit=per_page
     )
+    headers = None
     if more:
         # request.url speaks the base URL's origin (web/origin.py), never the Host header.
         next_url = request.url.include_query_params(page=page + 1)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return [IssueOut.of(issue) for issue in rows]
+        headers = {"Link": f'<{next_url}>; rel="next"'}
+    return JSONBytes(issues_json(rows), headers=headers)
 
 
 @router.get("/organizations/{org}/issues/{issue_id}/", response_model=IssueOut)
@@ -88,8 +89,8 @@ def get_issue(
     issue_id: int = Path(ge=1, le=MAX_ID),
     oa: OrgAccess = Depends(Permission(ISSUE)),
     db: Session = Depends(get_db),
-) -> IssueOut:
-    return IssueOut.of(issues.get_issue(db, oa.org.id, issue_id))
+) -> Response:
+    return JSONBytes(issue_json(issues.issue_row(db, oa.org.id, issue_id)))
 
 
 @router.put("/organizations/{org}/issues/{issue_id}/", response_model=IssueOut)
@@ -98,11 +99,11 @@ def update_issue(
     issue_id: int = Path(ge=1, le=MAX_ID),
     oa: OrgAccess = Depends(Permission(ISSUE)),
     db: Session = Depends(get_db),
-) -> IssueOut:
+) -> Response:
     fields = body.model_fields_set
     unassign = "assigned_to" in fields and not body.assigned_to
     assignee = body.assigned_to if "assigned_to" in fields and body.assigned_to else None
     issue = issues.update_issue(
         db, oa.org.id, issue_id, status=body.status, assignee_email=assignee, unassign=unassign
     )
-    return IssueOut.of(issue)
+    return JSONBytes(issue_json(issues.row_of(issue)))

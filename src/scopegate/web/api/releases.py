@@ -9,13 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
 from sqlalchemy.orm import Session
+from starlette.responses import Response
 
 from scopegate.core import scopes as s
 from scopegate.core.permissions import Rule, ScopeMap
 from scopegate.services import releases
 from scopegate.services.access import OrgAccess
 from scopegate.store.models import SLUG_MAX, VERSION_MAX, Release
-from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
+from scopegate.web.api.models import ApiInput, ApiModel, JSONBytes, UtcDateTime
+from scopegate.web.api.release_json import releases_json
 from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
@@ -76,9 +78,9 @@ def list_releases(
     per_page: int = Query(default=25, ge=1, le=100, alias="perPage"),
     oa: OrgAccess = Depends(Permission(RELEASES)),
     db: Session = Depends(get_db),
-) -> list[ReleaseOut]:
-    rows = releases.list_releases(db, oa.org.id, offset=(page - 1) * per_page, limit=per_page)
-    return [ReleaseOut.of(r) for r in rows]
+) -> Response:
+    rows = releases.release_page(db, oa.org.id, offset=(page - 1) * per_page, limit=per_page)
+    return JSONBytes(releases_json(rows))
 
 
 @router.post("/organizations/{org}/releases/", response_model=ReleaseOut, status_code=201)
