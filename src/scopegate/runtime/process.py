@@ -43,6 +43,7 @@ from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.models import AuditEvent
 from scopegate.store.outbox import deliver_after_commit
+from scopegate.store.sqlite_writers import SQLiteWriters
 
 log = logging.getLogger("scopegate.runtime")
 #: Connections kept for background work (key ring reloads, the upkeep thread, denials).
@@ -68,6 +69,8 @@ class Runtime:
     gate: Gate
     last_used: LastUsed
     login_throttle: LoginThrottle
+    #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
+    sqlite_writers: SQLiteWriters | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
 
@@ -106,6 +109,8 @@ class Runtime:
             agent_tokens=agent_tokens, gate=gate, last_used=last_used,
             login_throttle=LoginThrottle(counters, Budgets.from_settings(settings),
                                          settings.secret()),
+            sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
+                            if engine.dialect.name == "sqlite" else None),
         )
         deliver_after_commit(factory, runtime.announce)
         return runtime

@@ -58,6 +58,13 @@ async def get_db(request: Request) -> Session:
 
 def run_unit(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:
     """Run ``work`` in one transaction in the calling thread (see module docstring)."""
+    if writes and rt.sqlite_writers is not None:
+        with rt.sqlite_writers.turn():
+            return _run_session(rt, work, writes)
+    return _run_session(rt, work, writes)
+
+
+def _run_session(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:
     session = (rt.factory if writes else rt.read_factory)()
     try:
         if writes and rt.engine.dialect.name == "sqlite":
