@@ -26,6 +26,7 @@ help:
 	@echo "make lint    ruff only"
 	@echo "make bench   authentication/authorization cost and HTTP throughput figures"
 	@echo "make bench-agent   agent-token verify cost; mint rate at 10k vs 1M grant rows (PostgreSQL)"
+	@echo "make bench-throughput   req/s vs plain and PyJWT routes (wrk); mint/approval rates vs 5b679ea"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -69,3 +70,14 @@ BENCH_AGENT_ARGS ?=
 .PHONY: bench-agent
 bench-agent: $(STAMP)
 	$(BIN)/python bench/agent.py $(BENCH_AGENT_ARGS)
+
+# Throughput (wrk; `apt-get install wrk`): plain Starlette route, PyJWT check and scopegate's
+# demo GET with each credential, then mint/approval rates of this tree vs a baseline
+# revision served from a temporary git worktree. SQLite, plus PostgreSQL when
+# SCOPEGATE_BENCH_DATABASE_URL is set. E.g. `make bench-throughput BENCH_RATES_ARGS=--quick`.
+BENCH_THROUGHPUT_ARGS ?=
+BENCH_RATES_ARGS ?=
+.PHONY: bench-throughput
+bench-throughput: $(STAMP)
+	$(BIN)/python bench/throughput.py $(BENCH_THROUGHPUT_ARGS)
+	$(BIN)/python bench/rates.py $(BENCH_RATES_ARGS)
