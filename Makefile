@@ -47,7 +47,7 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collected no tests: treat that as a failure too, with a reason.
 test: lint
-	@status=0; $(BIN)/pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 

@@ -56,7 +56,10 @@ class RedisBus:
     def __init__(self, url: str, channel: str = CHANNEL) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        # Publishing runs after a commit on the request's thread: a silent Redis may
+        # delay that response this long, never more (the counters cover a lost message).
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.25,
+                                           socket_connect_timeout=0.25)
         self._url = url
         self._channel = channel
         self._stop = threading.Event()

@@ -10,6 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 #: Execution option: open the transaction with ``BEGIN IMMEDIATE`` on SQLite, taking
 #: the write lock up front (SQLite's stand-in for ``SELECT ... FOR UPDATE``).
 SQLITE_IMMEDIATE = "sqlite_immediate"
+#: libpq options: give up connecting after 2 s, and on a silent peer after ~5 s.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 2, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+    "keepalives_count": 2, "tcp_user_timeout": 5000,
+}
 
 
 def make_engine(
@@ -36,8 +41,13 @@ def make_engine(
         return engine
     # No ping per checkout (a round trip on every request): a connection the server
     # dropped fails its statement, SQLAlchemy discards the pool's stale connections, and
-    # that request is answered 503 (``web/errors.py``).
-    return create_engine(url, **kwargs)
+    # that request is answered 503 (``web/errors.py``). A database that stops answering
+    # (a partition) is noticed within seconds, not at the kernel's TCP timeout: requests
+    # fail (503) instead of holding their threads.
+    connect_args = kwargs.pop("connect_args", {})
+    if url.startswith("postgresql"):
+        connect_args = {**POSTGRES_CONNECT_ARGS, **connect_args}
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
