@@ -29,7 +29,7 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.load
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.*
 
 import httpx
 
@@ -39,7 +39,6 @@ from serving import (
     ISSUES,
     MINT,
     ORG,
-    Server,
     Tree,
     bearer,
     databases,
@@ -47,9 +46,9 @@ from serving import (
     require_tools,
     seed_in,
     served,
-    wait_ready,
     worktree,
 )
+from support.live_server import ServerProcess, wait_answer
 from support.load import LoadResult, Send, burst
 
 APPROVE = f"/api/0/organizations/{ORG}/agent/approve/"
@@ -68,7 +67,7 @@ class Plan:
     burst: int = 1_024
 
 
-def login(server: Server, email: str, password: str) -> tuple[httpx.Cookies, str]:
+def login(server: ServerProcess, email: str, password: str) -> tuple[httpx.Cookies, str]:
     """Log in through the form (login CSRF cookie + field); the session cookies and the
     session's CSRF token from the account page."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -96,7 +95,7 @@ def run_tree(tree: Tree, url: str, plan: Plan) -> dict[str, LoadResult]:
     tokens = seed_in(tree, url)
     user = bearer(tokens["user"])
     with served(tree, "scopegate", url) as server:
-        wait_ready(server, ISSUES, user)
+        wait_answer(server, ISSUES, headers=user)
         cookies, csrf = login(server, tokens["email"], tokens["password"])
         browser = {CSRF_HEADER: csrf}
 

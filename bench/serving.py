@@ -5,7 +5,8 @@ of a revision. Children run this file (``--child ROOT seed|serve ...``) with the
 ``src`` first on ``PYTHONPATH``, so each revision is seeded and served by its own code;
 every server gets the same settings (uvicorn, uvloop, httptools when installed, access
 log off, log level warning, one worker, a listening socket created with ``IPPROTO_TCP``).
-The parent starts, polls for readiness and always stops them (``served``).
+The parent starts them, polls for readiness and always stops them with the subprocess half
+of ``tests/support/live_server.py`` (``served``, ``wait_answer``), the same as the tests.
 """
 
 from __future__ import annotations
@@ -15,19 +16,18 @@ import inspect
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.*
 
 from harness import HOST, scratch_database, settings_for
+from support.live_server import ServerProcess, bound_socket, free_port, running, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 ORG = "acme"
@@ -37,7 +37,6 @@ RELEASES = f"/api/0/organizations/{ORG}/releases/"
 MINT = f"/api/0/organizations/{ORG}/agent/token/"
 USER_TOKEN_SCOPES = frozenset({"org:read", "project:read", "event:read", "event:write"})
 PAGE = 25
-READY_SECONDS = 30.0
 HTTP_IMPL = "httptools" if importlib.util.find_spec("httptools") else "auto"
 
 
@@ -199,24 +198,19 @@ def seed(url: str) -> dict[str, str]:
             "password": DEMO_PASSWORD}
 
 
-def serve(kind: str, url: str) -> None:
-    """Serve one app on a free loopback port (printed first) with the shared settings."""
+def serve(kind: str, url: str, port: int) -> None:
+    """Serve one app on loopback ``port`` with the shared settings."""
     import uvicorn
 
     import baselines
 
-    # IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (bench/README.md).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    port = sock.getsockname()[1]
+    sock = bound_socket(port)  # IPPROTO_TCP: TCP_NODELAY on accepted connections
     if kind == "plain":
         app: object = baselines.plain_app()
     elif kind == "jwt":
         app = baselines.jwt_app()
     else:
         app = build_scopegate(settings_for(url, f"http://{HOST}:{port}"), kind == "overridden")
-    print(port, flush=True)
     config = uvicorn.Config(app, loop="uvloop", http=HTTP_IMPL, access_log=False,
                             log_level="warning", lifespan="on", workers=1)
     uvicorn.Server(config).run(sockets=[sock])
@@ -228,58 +222,21 @@ def child_main(root: str, argv: list[str]) -> None:
     if argv[0] == "seed":
         print(json.dumps(seed(argv[1])), flush=True)
     else:
-        serve(argv[1], argv[2])
+        serve(argv[1], argv[2], int(argv[3]))
 
 
 # --- parent side: servers, readiness, databases -----------------------------------------
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    base_url: str
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-
 @contextmanager
-def served(tree: Tree, kind: str, url: str = "") -> Iterator[Server]:
-    """One app in its own subprocess; killed on the way out, whatever happened."""
-    process = subprocess.Popen(child(tree, "serve", kind, url), stdout=subprocess.PIPE,
-                               text=True, env=child_env(tree))
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.isdigit():
-            raise SystemExit(f"bench: the {kind} server ({tree.label}) failed to start")
-        yield Server(process, f"http://{HOST}:{line}")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_ready(server: Server, path: str, headers: dict[str, str] | None = None,
-               expect: int = 200) -> httpx.Response:
-    """Poll until ``path`` answers ``expect`` (the server may still be starting)."""
-    deadline = time.monotonic() + READY_SECONDS
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SystemExit(f"bench: server at {server.base_url} exited")
-        try:
-            response = httpx.get(server.url(path), headers=headers, timeout=5)
-            if response.status_code == expect:
-                return response
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.TransportError as error:
-            last = type(error).__name__
-        time.sleep(0.05)
-    raise SystemExit(f"bench: {server.url(path)} did not answer {expect} ({last})")
+def served(tree: Tree, kind: str, url: str = "") -> Iterator[ServerProcess]:
+    """One app in its own subprocess; stopped on the way out, whatever happened. Returns
+    once started, not once ready: ``wait_answer`` polls for that."""
+    port = free_port()
+    server = spawn(f"{kind} ({tree.label})", child(tree, "serve", kind, url, str(port)),
+                   port=port, env=child_env(tree))
+    with running(server):
+        yield server
 
 
 def seed_in(tree: Tree, url: str) -> dict[str, str]:

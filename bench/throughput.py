@@ -24,7 +24,7 @@ import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.load
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.*
 
 import httpx
 
@@ -43,9 +43,9 @@ from serving import (
     require_tools,
     seed_in,
     served,
-    wait_ready,
     worktree,
 )
+from support.live_server import wait_answer
 from support.load import wrk
 
 CONNECTIONS = 32
@@ -64,27 +64,27 @@ def modes_for(tree: Tree, url: str, stack: ExitStack) -> list[tuple[str, str, di
     auth = stack.enter_context(served(tree, "scopegate", url))
     opened = stack.enter_context(served(tree, "overridden", url))
     user = bearer(tokens["user"])
-    wait_ready(plain, baselines.ITEMS_PATH)
-    wait_ready(naive, baselines.ITEMS_PATH, expect=401)
+    wait_answer(plain, baselines.ITEMS_PATH)
+    wait_answer(naive, baselines.ITEMS_PATH, expect=401)
     jwt_headers = bearer(baselines.jwt_token())
-    wait_ready(naive, baselines.ITEMS_PATH, jwt_headers)
-    page = wait_ready(auth, ISSUES, user).json()
+    wait_answer(naive, baselines.ITEMS_PATH, headers=jwt_headers)
+    page = wait_answer(auth, ISSUES, headers=user).json()
     if len(page) != PAGE:
         raise SystemExit(f"bench: GET issues returned {len(page)} issues, not {PAGE}")
-    wait_ready(auth, ISSUES, expect=401)
-    wait_ready(opened, ISSUES, user)
-    wait_ready(opened, ISSUES)  # no credential, yet 200: the Permission is overridden
+    wait_answer(auth, ISSUES, expect=401)
+    wait_answer(opened, ISSUES, headers=user)
+    wait_answer(opened, ISSUES)  # no credential, yet 200: the Permission is overridden
     minted = httpx.post(auth.url(MINT), headers=user, timeout=30,
                         json={"sessionId": "bench", "ttlSeconds": 3600})
     if minted.status_code != 201:
         raise SystemExit(f"bench: agent mint answered {minted.status_code}: {minted.text}")
     agent = bearer(minted.json()["token"])
-    wait_ready(auth, ISSUES, agent)
+    wait_answer(auth, ISSUES, headers=agent)
     org = bearer(tokens["org"])
     org_path, org_label = ISSUES, "org token"
     if httpx.get(auth.url(ISSUES), headers=org, timeout=10).status_code != 200:
         org_path, org_label = RELEASES, "org token, GET releases/ (org:ci reads no issues)"
-        if len(wait_ready(auth, RELEASES, org).json()) != PAGE:
+        if len(wait_answer(auth, RELEASES, headers=org).json()) != PAGE:
             raise SystemExit("bench: GET releases did not return a full page")
     return [
         ("plain Starlette", plain.url(baselines.ITEMS_PATH), {}),

@@ -19,17 +19,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import (
-    BASE_URL,
-    World,
-    bearer,
-    login,
-    make_settings,
-    parse_challenge,
-    user_token,
-)
 from scopegate.services import credentials, directory, releases
 from scopegate.web.app import create_app
+from support.http import bearer, login, parse_challenge
+from support.settings import BASE_URL, make_settings
+from support.world import World, user_token
 
 # --- Credential kinds ---------------------------------------------------------------------
 

@@ -17,10 +17,11 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 import spec
-from conftest import PASSWORD, World, build_world_quick, user_token
-from live_server import LiveServer
 from scopegate.store.models import AuditEvent, WriteGrant
 from scopegate.store.types import utcnow
+from support.live_server import LiveServer
+from support.settings import PASSWORD
+from support.world import World, build_world_quick, user_token
 
 pytestmark = pytest.mark.browser
 

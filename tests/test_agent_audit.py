@@ -18,22 +18,16 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 import spec
-from conftest import (
-    SECRET,
-    World,
-    agent_token_for,
-    approve_via_api,
-    bearer,
-    build_world_quick,
-    login,
-    user_token,
-)
 from scopegate.cli.main import app as cli_app
 from scopegate.core.roles import Role
 from scopegate.services import directory
 from scopegate.settings import get_settings
 from scopegate.store.models import AuditEvent
 from scopegate.web.cookies import SESSION_COOKIE
+from support.agent import agent_token_for, approve_via_api
+from support.http import bearer, login
+from support.settings import SECRET
+from support.world import World, build_world_quick, user_token
 
 MEMBER = World.email("member")
 MANAGER = World.email("manager")

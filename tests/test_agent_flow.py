@@ -21,23 +21,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import (
-    BASE_URL,
-    World,
-    agent_token_for,
-    approve_via_api,
-    bearer,
-    build_world_quick,
-    login,
-    make_settings,
-    mint_agent,
-    org_token,
-    parse_challenge,
-    user_token,
-)
 from scopegate.store.models import Issue, WriteGrant
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
+from support.agent import agent_token_for, approve_via_api, mint_agent
+from support.http import bearer, login, parse_challenge
+from support.settings import BASE_URL, make_settings
+from support.world import World, build_world_quick, org_token, user_token
 
 MEMBER = World.email("member")
 OWNER = World.email("owner")

@@ -21,27 +21,23 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import (
-    AGENT_MINT_PATH,
-    BASE_URL,
-    World,
-    agent_claims,
-    agent_token_for,
-    approve_via_api,
-    bearer,
-    build_world_quick,
-    login,
-    make_settings,
-    sign_agent_token,
-    user_token,
-)
-from live_server import live_server
 from scopegate.core.changes import Change, Topic, grant_key
 from scopegate.store.models import WriteGrant
 from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
 from scopegate.web.cookies import CSRF_HEADER
+from support.agent import (
+    AGENT_MINT_PATH,
+    agent_claims,
+    agent_token_for,
+    approve_via_api,
+    sign_agent_token,
+)
+from support.http import bearer, login
+from support.live_server import live_server
+from support.settings import BASE_URL, make_settings
+from support.world import World, build_world_quick, user_token
 
 MEMBER = World.email("member")
 OWNER = World.email("owner")

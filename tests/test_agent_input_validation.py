@@ -18,8 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import World, approve_via_api, bearer, login, mint_agent, user_token
 from scopegate.store.models import AuditEvent, WriteGrant
+from support.agent import approve_via_api, mint_agent
+from support.http import bearer, login
+from support.world import World, user_token
 
 MEMBER = World.email("member")
 APPROVE_PAGE = "/organizations/acme/agent/approve"

@@ -23,15 +23,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 import spec
-from conftest import (
-    BASE_URL,
-    World,
-    bearer,
-    build_world_quick,
-    make_settings,
-    mint_agent,
-    user_token,
-)
 from scopegate.core.access import Access, Principal, assemble_access
 from scopegate.core.grants import cap_approval, merge_grant, mintable_scopes
 from scopegate.core.roles import Role
@@ -40,6 +31,10 @@ from scopegate.services import directory
 from scopegate.store.models import WriteGrant
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
+from support.agent import mint_agent
+from support.http import bearer
+from support.settings import BASE_URL, make_settings
+from support.world import World, build_world_quick, user_token
 
 SCOPES = sorted(spec.ALL_SCOPES)
 WRITE_SCOPES = spec.ALL_SCOPES - spec.READ_SCOPES

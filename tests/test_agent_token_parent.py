@@ -18,20 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import (
-    BASE_URL,
-    World,
-    agent_token_for,
-    bearer,
-    build_world_quick,
-    login,
-    make_settings,
-    user_token,
-)
 from scopegate.store.models import UserToken, WebSession
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
 from scopegate.web.cookies import CSRF_HEADER
+from support.agent import agent_token_for
+from support.http import bearer, login
+from support.settings import BASE_URL, make_settings
+from support.world import World, build_world_quick, user_token
 
 MEMBER = World.email("member")
 ISSUES = "/api/0/organizations/acme/issues/"

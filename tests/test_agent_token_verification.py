@@ -25,28 +25,22 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import (
-    BASE_URL,
-    SECRET,
-    World,
-    agent_claims,
-    agent_token_for,
-    approve_via_api,
-    bearer,
-    build_world_quick,
-    login,
-    make_settings,
-    mint_agent,
-    parse_challenge,
-    sign_agent_token,
-    user_token,
-)
 from scopegate.core.roles import Role
 from scopegate.services import directory
 from scopegate.services.keys import KeyEncryption, KeyRing
 from scopegate.store.models import SigningKey, WriteGrant
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
+from support.agent import (
+    agent_claims,
+    agent_token_for,
+    approve_via_api,
+    mint_agent,
+    sign_agent_token,
+)
+from support.http import bearer, login, parse_challenge
+from support.settings import BASE_URL, SECRET, make_settings
+from support.world import World, build_world_quick, user_token
 
 MEMBER = World.email("member")
 ADMIN = World.email("admin")

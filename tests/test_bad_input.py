@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 import spec
-from conftest import bearer, login, parse_challenge, user_token
 from scopegate.services import releases
 from scopegate.store.models import Issue, Organization, Release, release_projects
+from support.http import bearer, login, parse_challenge
+from support.world import user_token
 
 A = "/api/0/organizations/acme"
 LIMIT = 64 * 1024

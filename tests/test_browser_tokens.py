@@ -13,10 +13,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import PASSWORD, World, build_world
-from live_server import LiveServer, live_app
 from scopegate.core import scopes as s
 from scopegate.core.roles import Role
+from support.live_server import LiveServer, live_app
+from support.settings import PASSWORD
+from support.world import World, build_world
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy.orm import Session
 
-from conftest import REDIS_URL, require_service
 from scopegate.core.changes import Change, Topic
 from scopegate.services.caches import MISSING, BoundedCache
 from scopegate.services.change_feed import ChangeFeed
@@ -23,6 +22,7 @@ from scopegate.store.bus import RedisBus
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.outbox import record_change
 from support.proxy import TcpProxy
+from support.settings import REDIS_URL, require_service
 
 WAIT_SECONDS = 10.0
 

@@ -21,8 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Page, Response, Route, expect
 
-from conftest import PASSWORD, World, build_world_quick
-from live_server import HOST, LiveServer
+from support.live_server import HOST, LiveServer
+from support.settings import PASSWORD
+from support.world import World, build_world_quick
 
 pytestmark = pytest.mark.browser
 

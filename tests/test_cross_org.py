@@ -12,10 +12,11 @@ import logging
 from sqlalchemy import select
 
 import spec
-from conftest import bearer, login, org_token, user_token
 from scopegate.services import credentials, releases
 from scopegate.services.credentials import token_hash
 from scopegate.store.models import AuditEvent, OrgToken, Release
+from support.http import bearer, login
+from support.world import org_token, user_token
 
 NOT_FOUND = {"detail": "organization not found"}
 

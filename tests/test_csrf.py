@@ -7,9 +7,11 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from conftest import BASE_URL, bearer, login, user_token
 from scopegate.services import credentials, directory, releases
 from scopegate.store.models import Issue, Organization, OrgToken, Release, UserToken, WebSession
+from support.http import bearer, login
+from support.settings import BASE_URL
+from support.world import user_token
 
 A = "/api/0/organizations/acme"
 COOKIE = "sg_session"

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import select
 
 import spec
-from conftest import PASSWORD, World, build_world_quick
-from live_server import LiveServer, live_app
 from scopegate.store.models import AuditEvent, WriteGrant
+from support.live_server import LiveServer, live_app
+from support.settings import PASSWORD
+from support.world import World, build_world_quick
 
 OWNER_SCOPES = sorted(spec.ROLE_SCOPES["owner"])
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -17,9 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import BASE_URL, World, bearer, make_settings, user_token
 from scopegate.web.app import create_app
 from scopegate.web.origin import host_patterns
+from support.http import bearer
+from support.settings import BASE_URL, make_settings
+from support.world import World, user_token
 
 ISSUES = "/api/0/organizations/acme/issues/"
 #: Three issues match and a page holds one, so there is always a next page. ``note``

@@ -14,8 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import World, approve_via_api, bearer, login, mint_agent, user_token
 from scopegate.store.models import UserToken
+from support.agent import approve_via_api, mint_agent
+from support.http import bearer, login
+from support.world import World, user_token
 
 MARKER = "zq7marker"
 PAYLOAD = f"<img src=x onerror=alert(1)>{MARKER}"

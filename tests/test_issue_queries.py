@@ -15,7 +15,6 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from conftest import World, build_world_quick
 from scopegate.services import directory, issues, releases
 from scopegate.services.errors import NotFound
 from scopegate.services.issues import IssueStatus
@@ -25,6 +24,7 @@ from scopegate.web.api.issue_json import issue_json, issues_json
 from scopegate.web.api.issues import IssueOut
 from scopegate.web.api.release_json import releases_json
 from scopegate.web.api.releases import ReleaseOut
+from support.world import World, build_world_quick
 
 # What FastAPI does with ``response_model=list[IssueOut]``: pydantic's dump_json, by alias.
 ISSUE_LIST = TypeAdapter(list[IssueOut])

@@ -19,15 +19,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import (
-    BASE_URL,
-    PASSWORD,
-    REDIS_URL,
-    World,
-    make_settings,
-    password_hash,
-    require_service,
-)
 from scopegate.services import directory
 from scopegate.services.login_throttle import Budgets, LoginThrottle, LoginThrottled
 from scopegate.settings import Settings
@@ -40,6 +31,8 @@ from scopegate.store.counters import (
 )
 from scopegate.store.models import User
 from scopegate.web.app import create_app
+from support.settings import BASE_URL, PASSWORD, REDIS_URL, make_settings, require_service
+from support.world import World, password_hash
 
 WINDOW = 60
 PER_ACCOUNT_ADDRESS = 3

@@ -22,18 +22,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import spec
-from conftest import (
-    AGENT_MINT_PATH,
-    World,
-    bearer,
-    build_world_quick,
-    make_settings,
-    user_token,
-)
-from live_server import live_server
 from scopegate.services.keys import KeyRing
 from scopegate.web.app import create_app
+from support.agent import AGENT_MINT_PATH
+from support.http import bearer
+from support.live_server import live_server
 from support.load import burst
+from support.settings import make_settings
+from support.world import World, build_world_quick, user_token
 
 BURST = 100
 MEMBER = World.email("member")

@@ -26,14 +26,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from conftest import PG_URL, REDIS_URL, SECRET, build_world_quick, prepare_engine, require_service
 from scopegate.core.roles import Role
 from scopegate.runtime.process import Runtime
 from scopegate.services import credentials, directory
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
-from support.processes import Server, spawn, wait_ready
+from support.database import prepare_engine
+from support.live_server import ServerProcess, spawn_scopegate, wait_ready
 from support.proxy import TcpProxy
+from support.settings import PG_URL, REDIS_URL, SECRET, require_service
+from support.world import build_world_quick
 
 #: One set of servers for the module: under ``pytest -n`` with ``--dist loadgroup`` the
 #: module's tests share one worker instead of each worker starting its own servers.
@@ -64,13 +66,13 @@ FAIL_CLOSED_PACE_SECONDS = 0.1
 class Cluster:
     database_url: str
     #: With Redis, ``cache_seconds`` 5: only the bus can be quick.
-    bus_a: Server
-    bus_b: Server
+    bus_a: ServerProcess
+    bus_b: ServerProcess
     #: Without Redis, ``cache_seconds`` 2: the counters are the only signal.
-    poll_a: Server
-    poll_b: Server
+    poll_a: ServerProcess
+    poll_b: ServerProcess
     #: With Redis, ``cache_seconds`` 2, reaching PostgreSQL and Redis through proxies.
-    guarded: Server
+    guarded: ServerProcess
     pg_proxy: TcpProxy
     redis_proxy: TcpProxy
 
@@ -84,7 +86,7 @@ def _via(url: str, port: int) -> str:
 
 
 def _spawn(name: str, database_url: str, redis_url: str | None, cache_seconds: float,
-           logs: Path) -> Server:
+           logs: Path) -> ServerProcess:
     env = {
         "SCOPEGATE_DATABASE_URL": database_url,
         "SCOPEGATE_SECRET_KEY": SECRET,
@@ -95,7 +97,7 @@ def _spawn(name: str, database_url: str, redis_url: str | None, cache_seconds: f
     }
     if redis_url:
         env["SCOPEGATE_REDIS_URL"] = redis_url
-    return spawn(name, env, logs)
+    return spawn_scopegate(name, env, logs)
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +162,14 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _warm(client: httpx.Client, server: Server, token: str) -> None:
+def _warm(client: httpx.Client, server: ServerProcess, token: str) -> None:
     """Two answers of 200: the second comes from what the first cached."""
     for _ in range(2):
         response = client.get(server.url(ORG), headers=_bearer(token))
         assert response.status_code == 200, (response.status_code, response.text)
 
 
-def _refused_after(client: httpx.Client, server: Server, token: str, since: float,
+def _refused_after(client: httpx.Client, server: ServerProcess, token: str, since: float,
                    bound: float) -> tuple[float | None, int]:
     """Ask ``server`` until it refuses ``token`` or ``bound`` seconds have passed since
     ``since``: (seconds from ``since`` to the first refusal or None, its status)."""
@@ -187,7 +189,7 @@ def _report(record: Callable[[str, object], None], name: str, seconds: float | N
     record(name, seconds)
 
 
-def _revoke_user_token_and_measure(client: httpx.Client, a: Server, b: Server,
+def _revoke_user_token_and_measure(client: httpx.Client, a: ServerProcess, b: ServerProcess,
                                    database_url: str, bound: float) -> tuple[float | None, int]:
     _, revoker = _user_token(database_url, OWNER)
     victim_id, victim = _user_token(database_url, OWNER)
@@ -200,7 +202,7 @@ def _revoke_user_token_and_measure(client: httpx.Client, a: Server, b: Server,
     return _refused_after(client, b, victim, returned, bound)
 
 
-def _revoke_agent_session_and_measure(client: httpx.Client, a: Server, b: Server,
+def _revoke_agent_session_and_measure(client: httpx.Client, a: ServerProcess, b: ServerProcess,
                                       database_url: str, session_id: str,
                                       bound: float) -> tuple[float | None, int]:
     _, owner = _user_token(database_url, OWNER)
@@ -299,7 +301,7 @@ def test_without_redis_a_revoked_agent_session_is_refused_within_cache_seconds(
 # connections open but forwards nothing: no error anywhere, the bus just stops answering
 # pings, so only the bound itself (``ChangeFeed.fresh``) stops the cached allows.
 
-def _answers_while_out(client: httpx.Client, server: Server, token: str, out: float,
+def _answers_while_out(client: httpx.Client, server: ServerProcess, token: str, out: float,
                        seconds: float) -> list[tuple[float, int | str]]:
     """Ask every ~100 ms for ``seconds`` after ``out``: (seconds since ``out``, status or
     the transport error's name)."""
@@ -314,7 +316,7 @@ def _answers_while_out(client: httpx.Client, server: Server, token: str, out: fl
     return answers
 
 
-def _recovery(client: httpx.Client, server: Server, token: str) -> float | None:
+def _recovery(client: httpx.Client, server: ServerProcess, token: str) -> float | None:
     """Seconds until ``server`` answers 200 again (None: not within 10 s)."""
     restored = time.monotonic()
     while time.monotonic() - restored < 10:

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from conftest import BASE_URL, make_settings
 from scopegate.web.app import create_app
 from scopegate.web.auth import declared_scope_map, declared_scope_maps
+from support.settings import BASE_URL, make_settings
 
 API = "/api/"
 #: Public documents outside /api/ that belong in the OpenAPI description.

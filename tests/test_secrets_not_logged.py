@@ -14,8 +14,10 @@ import re
 
 from sqlalchemy import update
 
-from conftest import PASSWORD, bearer, login, org_token, user_token
 from scopegate.store.models import UserToken
+from support.http import bearer, login
+from support.settings import PASSWORD
+from support.world import org_token, user_token
 
 LOGGERS = (
     None, "scopegate", "scopegate.security", "scopegate.web", "uvicorn", "uvicorn.error",

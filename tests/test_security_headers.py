@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 import spec
-from conftest import World, agent_token_for, bearer, login, user_token
+from support.agent import agent_token_for
+from support.http import bearer, login
+from support.world import World, user_token
 
 OWNER = World.email("owner")
 MEMBER = World.email("member")

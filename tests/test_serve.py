@@ -9,13 +9,9 @@ The filter and the option assembly are also checked directly, on hand-built reco
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,15 +22,17 @@ import pytest
 from sqlalchemy import select
 
 import spec
-from conftest import AGENT_MINT_PATH, SECRET, World, bearer, build_world, user_token
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.models import AuditEvent
 from scopegate.web.access_log import REDACTED, QueryRedactingFilter, uvicorn_log_config
 from scopegate.web.server_options import InvalidTrustedProxyError, server_options
+from support.agent import AGENT_MINT_PATH
+from support.http import bearer
+from support.live_server import HOST, free_port, running, scopegate_env, spawn, wait_ready
+from support.settings import SECRET
+from support.world import World, build_world, user_token
 
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT_SECONDS = 30.0
 FORGED_ADDRESS = "203.0.113.9"
 
 
@@ -44,12 +42,6 @@ class Served:
     log: Path
     database_url: str
     token: str  # a member's real sgu_ user token
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _prepared_database(directory: Path, template: Path) -> tuple[str, str]:
@@ -67,51 +59,22 @@ def _prepared_database(directory: Path, template: Path) -> tuple[str, str]:
     return url, token
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    """Poll ``GET /login`` until it answers; fail early if the server exits."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base_url + "/login", timeout=1.0)
-            return
-        except httpx.TransportError:
-            pass
-        try:  # the pause between polls doubles as the check that the server is alive
-            process.wait(timeout=0.1)
-            pytest.fail(f"scopegate serve exited early:\n{log.read_text()}")
-        except subprocess.TimeoutExpired:
-            pass
-    pytest.fail(f"scopegate serve did not answer in {STARTUP_TIMEOUT_SECONDS}s:\n"
-                f"{log.read_text()}")
-
-
 @contextmanager
 def serving(directory: Path, template: Path, extra_env: dict[str, str]) -> Iterator[Served]:
     """Run ``scopegate serve`` on a free loopback port until the block ends."""
     database_url, token = _prepared_database(directory, template)
-    port = _free_port()
+    port = free_port()
     base_url = f"http://{HOST}:{port}"
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("SCOPEGATE_") and name != "FORWARDED_ALLOW_IPS"}
-    env.update({"SCOPEGATE_DATABASE_URL": database_url, "SCOPEGATE_SECRET_KEY": SECRET,
-                "SCOPEGATE_BASE_URL": base_url, **extra_env})
+    env = scopegate_env({"SCOPEGATE_DATABASE_URL": database_url, "SCOPEGATE_SECRET_KEY": SECRET,
+                         "SCOPEGATE_BASE_URL": base_url, **extra_env},
+                        drop=("FORWARDED_ALLOW_IPS",))
     log = directory / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - a fixed argv: our interpreter, our CLI
-            [sys.executable, "-m", "scopegate.cli.main", "serve", "--host", HOST,
-             "--port", str(port)],
-            stdout=output, stderr=subprocess.STDOUT, env=env, cwd=directory,
-        )
-    try:
-        _wait_ready(process, base_url, log)
+    argv = [sys.executable, "-m", "scopegate.cli.main", "serve", "--host", HOST,
+            "--port", str(port)]
+    server = spawn("scopegate serve", argv, port=port, env=env, log=log, cwd=directory)
+    with running(server):
+        wait_ready([server], "/login", expect=None)
         yield Served(base_url=base_url, log=log, database_url=database_url, token=token)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,6 @@ import pytest
 from sqlalchemy import select, update
 
 import spec
-from conftest import (
-    BASE_URL,
-    agent_token_for,
-    bearer,
-    login,
-    org_token,
-    parse_challenge,
-    user_token,
-)
 from scopegate.core import org_token_format
 from scopegate.core.changes import Change, Topic
 from scopegate.core.token_kinds import TokenKind
@@ -25,6 +16,10 @@ from scopegate.services import credentials, directory
 from scopegate.store.models import OrgToken, UserToken
 from scopegate.store.outbox import record_change
 from scopegate.web.api.tokens import ORG_TOKENS, USER_TOKENS
+from support.agent import agent_token_for
+from support.http import bearer, login, parse_challenge
+from support.settings import BASE_URL
+from support.world import org_token, user_token
 
 ORGS = "/api/0/organizations/"
 ACME = "/api/0/organizations/acme"
