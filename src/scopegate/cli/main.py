@@ -15,11 +15,12 @@ from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as registry
+from scopegate.runtime.prepare import prepare
+from scopegate.runtime.process import Runtime
 from scopegate.services import credentials, directory, issues
 from scopegate.services.errors import ServiceError
 from scopegate.settings import Settings, get_settings
-from scopegate.store.db import make_engine, make_sessionmaker
-from scopegate.store.migrate import upgrade
+from scopegate.store.db import make_sessionmaker
 
 app = typer.Typer(help="scopegate: least-privilege credentials for agents.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
@@ -41,11 +42,13 @@ err = Console(stderr=True)
 
 @contextmanager
 def store(settings: Settings | None = None) -> Iterator[Session]:
-    """A migrated database session in one transaction; service errors exit with code 1."""
+    """A session of a prepared database, in one transaction, on the same ``Runtime`` the
+    server builds (so what a command changes is announced to running servers like any
+    other change); service errors exit with code 1."""
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    session = make_sessionmaker(engine)()
+    prepare(settings)
+    runtime = Runtime.build(settings)
+    session = runtime.factory()
     try:
         yield session
         session.commit()
@@ -55,16 +58,14 @@ def store(settings: Settings | None = None) -> Iterator[Session]:
         raise typer.Exit(1) from None
     finally:
         session.close()
-        engine.dispose()
+        runtime.close()
 
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date."""
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
+    """Bring the database schema up to date and create the first signing key (under a
+    lock: concurrent starts do not race)."""
+    prepare(get_settings())
     console.print("database is up to date")
 
 
@@ -74,8 +75,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option(help="Seed a demo organization on an empty database.")]
     = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
-    """Migrate, optionally seed the demo organization, and serve HTTP."""
+    """Prepare the database, optionally seed the demo organization, and serve HTTP."""
     import uvicorn
 
     from scopegate.services.demo import seed_demo
@@ -88,6 +90,7 @@ def serve(
     except InvalidTrustedProxyError as error:
         err.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
+    prepare(settings)  # before any worker starts, under the start-up lock
     if demo:
         with store(settings) as db:
             logins = seed_demo(db)
@@ -101,7 +104,12 @@ def serve(
     console.print(f"Web:     {settings.base_url}/login")
     console.print(f"API:     {settings.base_url}/api/0/")
     console.print(f"OpenAPI: {settings.base_url}/openapi.json")
-    uvicorn.run(create_app(settings), host=host, port=port, **options)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, **options)
+    else:
+        # Each worker builds its own app (and Runtime) from the same environment.
+        uvicorn.run("scopegate.web.app:create_app", factory=True, workers=workers,
+                    host=host, port=port, **options)
 
 
 @user_app.command("create")

@@ -149,6 +149,12 @@ class Runtime:
         self._flush_last_used()
         self.engine.dispose()
 
+    def close(self) -> None:
+        """Give everything back without starting (the CLI's runtime)."""
+        self.stop()
+        self.bus.close()
+        self.engine.dispose()
+
     def size_thread_pool(self) -> None:
         """Run at most as many database threads as there are connections for them, so a
         thread never waits for a connection only another waiting thread could return."""

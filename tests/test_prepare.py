@@ -1,0 +1,92 @@
+"""Preparing a database (``scopegate migrate``, ``serve`` start-up) is safe to race.
+
+N processes preparing the same fresh database at once — what N servers or workers
+starting together do — end with one migrated schema and exactly one active signing key;
+the app factory itself writes nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from scopegate.runtime.prepare import prepare
+from scopegate.settings import Settings
+from scopegate.store.db import make_engine
+from scopegate.store.models import SigningKey
+from scopegate.web.app import create_app
+from support.database import worker_name
+from support.settings import PG_URL, SECRET, require_service
+
+RACERS = 4
+
+
+def _prepare(url: str) -> None:
+    prepare(Settings(database_url=url, secret_key=SECRET))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (not migrated), SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    base = make_url(require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL"))
+    name = f"{base.database or 'test'}_prep_{worker_name()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_processes_preparing_at_once_leave_one_schema_and_one_signing_key(
+    fresh_url: str,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(RACERS) as pool:
+        pool.map(_prepare, [fresh_url] * RACERS)
+    engine = make_engine(fresh_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(SigningKey)) == 1
+            assert conn.scalar(select(func.count()).select_from(SigningKey)
+                               .where(SigningKey.active)) == 1
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert "change_versions" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_preparing_again_changes_nothing(fresh_url: str) -> None:
+    _prepare(fresh_url)
+    engine = make_engine(fresh_url)
+    with engine.connect() as conn:
+        first = conn.scalar(select(SigningKey.kid))
+    _prepare(fresh_url)
+    with engine.connect() as conn:
+        assert conn.scalars(select(SigningKey.kid)).all() == [first]
+    engine.dispose()
+
+
+def test_the_app_factory_writes_nothing(tmp_path: Path) -> None:
+    # An unprepared database stays empty when an app is built on it: migrations and the
+    # first key belong to ``scopegate migrate`` / ``serve``, under the start-up lock.
+    url = f"sqlite:///{tmp_path / 'untouched.db'}"
+    app = create_app(Settings(database_url=url, secret_key=SECRET))
+    app.state.runtime.engine.dispose()
+    engine = make_engine(url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
+    shutil.rmtree(tmp_path, ignore_errors=True)
