@@ -37,6 +37,7 @@ from harness import HOST, Timing, scratch_database, settings_for, summarize, tab
 from scopegate.core.access import Principal
 from scopegate.core.changes import Change, Topic
 from scopegate.core.roles import Role
+from scopegate.runtime.prepare import prepare as prepare_database
 from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
 from scopegate.services.demo import DEMO_ORG, DEMO_USERS, seed_demo
@@ -62,17 +63,6 @@ class Tokens:
 
 def prepare(url: str) -> None:
     """What ``scopegate migrate`` does: migrations and the first signing key."""
-    try:
-        from scopegate.runtime.prepare import prepare as prepare_database
-    except ImportError:  # TEMPORARY until runtime/prepare.py lands
-        from scopegate.services.keys import KeyRing
-        from scopegate.store.migrate import upgrade
-
-        engine = make_engine(url)
-        upgrade(engine)
-        KeyRing(make_sessionmaker(engine), settings_for(url).secret()).ensure_active()
-        engine.dispose()
-        return
     prepare_database(settings_for(url))
 
 
