@@ -164,10 +164,6 @@ class AgentTokenAuthenticator:
         self.claims.forget()
         self._keys.mark_stale()
 
-    @property
-    def max_ttl_seconds(self) -> int:
-        return self._max_ttl
-
     def verify(self, token: str, *, may_wait: bool = True) -> agent_token.AgentClaims:
         """Verified claims of ``token`` (without the deny-list check). Without
         ``may_wait`` (on the event loop), a token of a key this process has not loaded

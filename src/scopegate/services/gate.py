@@ -55,9 +55,9 @@ class Presented:
 
 @dataclass
 class Verdict:
-    """What the gate found, and the audit events its refusals leave behind."""
+    """The audit events the gate's refusals leave behind, for the caller to write after
+    the request (``services/audit.py::write_events``)."""
 
-    principal: Principal | None = None
     denials: list[AuditEvent] = field(default_factory=list)
 
 
@@ -137,7 +137,7 @@ class Gate:
     def admit(self, scope_map: ScopeMap, method: str, presented: Presented,
               conn: Connection | None, verdict: Verdict) -> Principal:
         """An endpoint outside any organization: its ``ScopeMap`` names kinds only."""
-        principal = verdict.principal = self.authenticate(presented, conn)
+        principal = self.authenticate(presented, conn)
         _check_kind(scope_map, principal)
         if not scope_map.decide(method, frozenset()).allowed:
             raise Forbidden("This endpoint does not accept this method.")
@@ -147,7 +147,7 @@ class Gate:
               conn: Connection | None, verdict: Verdict,
               request: RequestInfo | None = None) -> OrgAccess:
         """An organization endpoint: authenticate, assemble access, decide."""
-        principal = verdict.principal = self.authenticate(presented, conn)
+        principal = self.authenticate(presented, conn)
         _check_kind(scope_map, principal)
         return self.decide(scope_map, method, principal, org_slug, conn, verdict, request)
 

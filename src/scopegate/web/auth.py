@@ -101,8 +101,6 @@ async def through_gate(request: Request, decide: Callable[[Connection | None, Ve
     except InsufficientScope as refusal:
         raise ChallengeError(refusal.challenge) from None
     finally:
-        if verdict.principal is not None:
-            request.state.principal = verdict.principal
         if verdict.denials:
             request.state.denials = verdict.denials
 

@@ -1,0 +1,130 @@
+"""The request path: one thread hop for a warm request, no write on a read, units of work
+that cannot be forgotten, last-used times written in the background.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import anyio.to_thread
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from scopegate.core.changes import Change, Topic
+from scopegate.store.models import UserToken
+from scopegate.web.transactions import TransactionalRoute, get_db, writes_nothing
+from support.http import bearer
+from support.world import World, user_token
+
+ISSUES = "/api/0/organizations/acme/issues/"
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+@contextmanager
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The name of each function handed to the thread pool (every hop goes through
+    ``anyio.to_thread.run_sync``: Starlette's, FastAPI's and ours)."""
+    hops: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Callable[..., object], *args: object, **kwargs: object) -> object:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    yield hops
+
+
+@contextmanager
+def statements_from_requests(app: FastAPI) -> Iterator[list[str]]:
+    """SQL sent meanwhile by any thread but the runtime's own background threads."""
+    sent: list[str] = []
+    background = ("scopegate-upkeep", "scopegate-keyring", "scopegate-bus")
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not threading.current_thread().name.startswith(background):
+            sent.append(statement)
+
+    engine = app.state.runtime.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_warm_authenticated_read_makes_one_thread_hop_and_a_miss_two(
+    client: TestClient, db: Session, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = user_token(db, "member@acme.test", {"event:read"})
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # caches warm
+    with thread_hops(monkeypatch) as hops:
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    assert len(hops) == 1, hops  # the endpoint's unit of work, nothing else
+
+    client.app.state.runtime.feed.apply([Change(topic) for topic in Topic])  # type: ignore[attr-defined]
+    with thread_hops(monkeypatch) as hops:
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    assert len(hops) == 2, hops  # the gate's load, then the endpoint
+
+
+def test_a_read_request_writes_nothing_warm_or_cold(
+    app: FastAPI, client: TestClient, db: Session, world: World
+) -> None:
+    token = user_token(db, "member@acme.test", {"event:read"})
+    with statements_from_requests(app) as sent:
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # cold
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # warm
+        assert client.get(ISSUES, headers=bearer("sgu_" + "x" * 43)).status_code == 401
+    assert sent, "the cold request read the database"
+    assert not [s for s in sent if s.lstrip().upper().startswith(WRITES)], sent
+
+
+def test_last_used_is_written_in_the_background_at_most_once_a_minute(
+    app: FastAPI, client: TestClient, db: Session, world: World
+) -> None:
+    runtime = app.state.runtime
+    token = user_token(db, "member@acme.test", {"event:read"})
+    row = db.scalar(select(UserToken).where(UserToken.user_id == world.users["member"]))
+    assert row is not None and row.last_used_at is None
+    runtime.last_used.flush(runtime.factory)  # whatever was noted before
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    assert runtime.last_used.flush(runtime.factory) == 1
+    db.rollback()  # end the test session's read snapshot
+    assert db.get(UserToken, row.id).last_used_at is not None
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    assert runtime.last_used.flush(runtime.factory) == 0  # within the minute: not again
+
+
+def test_a_write_route_without_a_unit_of_work_fails_when_the_app_is_built() -> None:
+    router = APIRouter(route_class=TransactionalRoute)
+    with pytest.raises(TypeError, match="must declare its unit of work"):
+        @router.post("/forgot")
+        def forgot() -> None:
+            return None
+
+
+def test_an_async_endpoint_cannot_take_the_sync_unit_of_work() -> None:
+    router = APIRouter(route_class=TransactionalRoute)
+    with pytest.raises(TypeError, match="cannot use get_db"):
+        @router.get("/mixed")
+        async def mixed(db: Session = Depends(get_db)) -> None:
+            return None
+
+
+def test_a_write_route_marked_as_touching_no_database_is_accepted() -> None:
+    router = APIRouter(route_class=TransactionalRoute)
+
+    @router.post("/echo")
+    @writes_nothing
+    def echo() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app = FastAPI()
+    app.include_router(router)
+    assert TestClient(app).post("/echo").json() == {"ok": "yes"}
