@@ -31,7 +31,6 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from harness import HOST, Timing, scratch_database, settings_for, summarize, table
 from scopegate.core.access import Principal
@@ -46,6 +45,7 @@ from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.web.api import issues, releases
 from scopegate.web.app import create_app
 from scopegate.web.auth import Permission, api_routes, declared_scope_map
+from support.database import statements
 
 ITERATIONS = 20_000
 COLD_ITERATIONS = 300
@@ -145,21 +145,6 @@ def timed(call: Callable[[], object], iterations: int) -> Timing:
     return summarize(samples)
 
 
-@contextmanager
-def statements(app: FastAPI) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def seen(_conn, _cursor, statement: str, *_args) -> None:
-        sent.append(statement)
-
-    engine = app.state.runtime.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 def forget_everything(app: FastAPI) -> None:
     """Every cache of the request path empty; the key ring kept (it is loaded at start-up
     and reloaded in the background, never on a request's miss)."""
@@ -205,7 +190,7 @@ def run_backend(label: str, url: str) -> list[list[str]]:
 
             cold_timing = timed(cold, COLD_ITERATIONS)
             forget_everything(app)
-            with statements(app) as sent:
+            with statements(rt.engine) as sent:
                 gate.run_with_connection(decide)
             rows.append([f"{label}: {name}", f"{warm.median_us:.1f}", f"{warm.p95_us:.1f}",
                          f"{cold_timing.median_us:.0f}", str(len(sent))])

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from pathlib import Path
 
 from scopegate.settings import Settings
+
+# The benches share tests/support/ (servers, load, scratch databases) with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support import database as support_database
 
 HOST = "127.0.0.1"
 SECRET = "bench-secret-not-for-production-0123456789abcdef"
@@ -24,18 +28,8 @@ def settings_for(url: str, base_url: str = f"http://{HOST}") -> Settings:
 @contextmanager
 def scratch_database(admin_url: str, name: str) -> Iterator[str]:
     """A fresh PostgreSQL database ``<name>_<pid>`` beside ``admin_url``'s, dropped after."""
-    base = make_url(admin_url)
-    name = f"{name}_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with support_database.scratch_database(admin_url, f"{name}_{os.getpid()}") as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -22,7 +21,7 @@ from scopegate.settings import Settings
 from scopegate.store.db import make_engine
 from scopegate.web.app import create_app
 from support.browser import browser_page, launched_chromium
-from support.database import prepare_engine, truncate_pg, worker_name
+from support.database import prepare_engine, scratch_database, truncate_pg, worker_name
 from support.live_server import LiveServer, live_app
 from support.settings import BASE_URL, PG_URL, make_settings, require_service
 from support.world import World, build_world
@@ -46,20 +45,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A migrated PostgreSQL database for this test worker."""
-    base = make_url(require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL"))
-    name = f"{base.database or 'test'}_sg_{worker_name()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    prepare_engine(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
+    name = f"{make_url(admin_url).database or 'test'}_sg_{worker_name()}"
+    with scratch_database(admin_url, name) as url:
+        engine = make_engine(url)
+        prepare_engine(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,20 +11,19 @@ connection or SQLite's write lock within its bound is a 503 with ``Retry-After``
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 import spec
 from scopegate.services.keys import KeyRing
 from scopegate.web.app import create_app
 from support.agent import AGENT_MINT_PATH
+from support.database import statements
 from support.http import bearer
 from support.live_server import live_server
 from support.load import burst
@@ -40,17 +39,9 @@ RELOADER_THREAD = "scopegate-keyring"
 def signing_key_reads(app: FastAPI) -> Iterator[list[str]]:
     """Names of the threads that run a statement on ``signing_keys`` meanwhile."""
     threads: list[str] = []
-
-    def seen(_conn, _cursor, statement: str, *_args) -> None:
-        if "signing_keys" in statement:
-            threads.append(threading.current_thread().name)
-
-    engine = app.state.runtime.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements(app.state.runtime.engine) as sent:
         yield threads
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    threads.extend(thread for thread, sql in sent if "signing_keys" in sql)
 
 
 def test_key_ring_reload_never_runs_in_the_requesting_thread(

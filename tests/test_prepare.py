@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from scopegate.runtime.prepare import prepare
@@ -21,7 +21,7 @@ from scopegate.settings import Settings
 from scopegate.store.db import make_engine
 from scopegate.store.models import SigningKey
 from scopegate.web.app import create_app
-from support.database import worker_name
+from support.database import scratch_database, worker_name
 from support.settings import PG_URL, SECRET, require_service
 
 RACERS = 4
@@ -37,18 +37,10 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    base = make_url(require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL"))
-    name = f"{base.database or 'test'}_prep_{worker_name()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
+    name = f"{make_url(admin_url).database or 'test'}_prep_{worker_name()}"
+    with scratch_database(admin_url, name) as url:
+        yield url
 
 
 def test_processes_preparing_at_once_leave_one_schema_and_one_signing_key(

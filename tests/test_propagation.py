@@ -23,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from scopegate.core.roles import Role
@@ -31,7 +30,7 @@ from scopegate.runtime.process import Runtime
 from scopegate.services import credentials, directory
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
-from support.database import prepare_engine
+from support.database import prepare_engine, scratch_database
 from support.live_server import ServerProcess, spawn_scopegate, wait_ready
 from support.proxy import TcpProxy
 from support.settings import PG_URL, REDIS_URL, SECRET, require_service
@@ -102,45 +101,40 @@ def _spawn(name: str, database_url: str, redis_url: str | None, cache_seconds: f
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = make_url(require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL"))
+    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
     redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
+    base = make_url(admin_url)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     name = f"{base.database or 'test'}_sg_prop_{os.getpid()}_{worker}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    prepare_engine(engine)
-    with make_sessionmaker(engine)() as session:
-        build_world_quick(session)
-    engine.dispose()
+    with scratch_database(admin_url, name) as url:
+        engine = make_engine(url)
+        prepare_engine(engine)
+        with make_sessionmaker(engine)() as session:
+            build_world_quick(session)
+        engine.dispose()
 
-    redis_parts = urlsplit(redis_url)
-    pg_proxy = TcpProxy(base.host or "127.0.0.1", base.port or 5432).start()
-    redis_proxy = TcpProxy(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379).start()
-    logs = tmp_path_factory.mktemp("propagation")
-    guarded_url = make_url(url).set(host="127.0.0.1", port=pg_proxy.port)
-    servers = [
-        _spawn("bus_a", url, redis_url, BUS_CACHE_SECONDS, logs),
-        _spawn("bus_b", url, redis_url, BUS_CACHE_SECONDS, logs),
-        _spawn("poll_a", url, None, POLL_CACHE_SECONDS, logs),
-        _spawn("poll_b", url, None, POLL_CACHE_SECONDS, logs),
-        _spawn("guarded", guarded_url.render_as_string(hide_password=False),
-               _via(redis_url, redis_proxy.port), GUARDED_CACHE_SECONDS, logs),
-    ]
-    try:
-        wait_ready(servers)
-        yield Cluster(url, *servers, pg_proxy=pg_proxy, redis_proxy=redis_proxy)
-    finally:
-        for server in servers:
-            server.stop()
-        pg_proxy.close()
-        redis_proxy.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        redis_parts = urlsplit(redis_url)
+        pg_proxy = TcpProxy(base.host or "127.0.0.1", base.port or 5432).start()
+        redis_proxy = TcpProxy(redis_parts.hostname or "127.0.0.1",
+                               redis_parts.port or 6379).start()
+        logs = tmp_path_factory.mktemp("propagation")
+        guarded_url = make_url(url).set(host="127.0.0.1", port=pg_proxy.port)
+        servers = [
+            _spawn("bus_a", url, redis_url, BUS_CACHE_SECONDS, logs),
+            _spawn("bus_b", url, redis_url, BUS_CACHE_SECONDS, logs),
+            _spawn("poll_a", url, None, POLL_CACHE_SECONDS, logs),
+            _spawn("poll_b", url, None, POLL_CACHE_SECONDS, logs),
+            _spawn("guarded", guarded_url.render_as_string(hide_password=False),
+                   _via(redis_url, redis_proxy.port), GUARDED_CACHE_SECONDS, logs),
+        ]
+        try:
+            wait_ready(servers)
+            yield Cluster(url, *servers, pg_proxy=pg_proxy, redis_proxy=redis_proxy)
+        finally:
+            for server in servers:
+                server.stop()
+            pg_proxy.close()
+            redis_proxy.close()
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -4,7 +4,6 @@ that cannot be forgotten, last-used times written in the background.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,12 +11,13 @@ import anyio.to_thread
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scopegate.core.changes import Change, Topic
 from scopegate.store.models import UserToken
 from scopegate.web.transactions import TransactionalRoute, get_db, writes_nothing
+from support.database import statements
 from support.http import bearer
 from support.world import World, user_token
 
@@ -40,22 +40,7 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield hops
 
 
-@contextmanager
-def statements_from_requests(app: FastAPI) -> Iterator[list[str]]:
-    """SQL sent meanwhile by any thread but the runtime's own background threads."""
-    sent: list[str] = []
-    background = ("scopegate-upkeep", "scopegate-keyring", "scopegate-bus")
-
-    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if not threading.current_thread().name.startswith(background):
-            sent.append(statement)
-
-    engine = app.state.runtime.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+BACKGROUND_THREADS = ("scopegate-upkeep", "scopegate-keyring", "scopegate-bus")
 
 
 def test_a_warm_authenticated_read_makes_one_thread_hop_and_a_miss_two(
@@ -77,10 +62,12 @@ def test_a_read_request_writes_nothing_warm_or_cold(
     app: FastAPI, client: TestClient, db: Session, world: World
 ) -> None:
     token = user_token(db, "member@acme.test", {"event:read"})
-    with statements_from_requests(app) as sent:
+    with statements(app.state.runtime.engine) as everything:
         assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # cold
         assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # warm
         assert client.get(ISSUES, headers=bearer("sgu_" + "x" * 43)).status_code == 401
+    # What the requests sent, not the runtime's own background threads.
+    sent = [sql for thread, sql in everything if not thread.startswith(BACKGROUND_THREADS)]
     assert sent, "the cold request read the database"
     assert not [s for s in sent if s.lstrip().upper().startswith(WRITES)], sent
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from scopegate.services.keys import KeyRing
 from scopegate.store.db import make_engine, make_sessionmaker
@@ -35,3 +39,34 @@ def worker_name() -> str:
     """A name unique to this test process: concurrent runs never share a database."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]
     return f"{run}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+@contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """An empty PostgreSQL database ``name`` beside ``admin_url``'s, dropped afterwards."""
+    base = make_url(admin_url)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, str]]]:
+    """``(thread name, SQL)`` of every statement ``engine`` sends meanwhile."""
+    sent: list[tuple[str, str]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append((threading.current_thread().name, statement))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
