@@ -71,6 +71,9 @@ class Runtime:
     login_throttle: LoginThrottle
     #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
     sqlite_writers: SQLiteWriters | None = None
+    #: Reads run on the event loop, not in a worker thread: an embedded SQLite database
+    #: (no network round trip to wait on). PostgreSQL reads hop to a thread.
+    reads_inline: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
 
@@ -98,8 +101,10 @@ class Runtime:
                                      last_used, credentials.token_hash),
             agent_tokens,
         ])
+        reads_inline = engine.dialect.name == "sqlite"
         gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
-                    realm=settings.realm, hints=[AgentApprovalHint(settings.base_url)])
+                    realm=settings.realm, hints=[AgentApprovalHint(settings.base_url)],
+                    inline=reads_inline)
         # Login failures are counted in Redis (shared by every process) when configured.
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
                               else MemoryCounters())
@@ -111,6 +116,7 @@ class Runtime:
                                          settings.secret()),
             sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
                             if engine.dialect.name == "sqlite" else None),
+            reads_inline=reads_inline,
         )
         deliver_after_commit(factory, runtime.announce)
         return runtime

@@ -10,8 +10,9 @@ it answers with a ``Principal``/``OrgAccess`` or raises ``AuthenticationFailed``
 
 Everything is answered from memory when the caches hold it. ``run`` first tries with no
 connection, on the caller's event loop; only a miss (``NeedsIO``) moves the work to one
-worker thread with one autocommit connection, where each missing credential costs one
-query. The connection is returned before the thread finishes.
+worker thread with one autocommit connection (on an embedded SQLite database, to that
+connection on the loop itself), where each missing credential costs one query. The
+connection is returned before ``run`` returns.
 """
 
 from __future__ import annotations
@@ -84,12 +85,15 @@ class InsufficientScopeHint(Protocol):
 class Gate:
     def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
                  engine: Engine, realm: str,
-                 hints: Sequence[InsufficientScopeHint] = ()) -> None:
+                 hints: Sequence[InsufficientScopeHint] = (), inline: bool = False) -> None:
         self.chain = chain
         self.access = access
         self.feed = feed
         self.realm = realm
         self._hints = tuple(hints)
+        #: Load a miss on the event loop itself (an embedded SQLite database: no network
+        #: round trip to wait on), instead of in a worker thread.
+        self._inline = inline
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
             SESSION_CACHE_ENTRIES)
@@ -101,6 +105,8 @@ class Gate:
         try:
             return decide(None)
         except NeedsIO:
+            if self._inline:
+                return self.run_with_connection(decide)
             return await anyio.to_thread.run_sync(self.run_with_connection, decide)
 
     def run_with_connection(self, decide: Callable[[Connection | None], T]) -> T:

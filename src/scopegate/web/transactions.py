@@ -8,7 +8,10 @@ free thread. So:
 
 * ``unit_of_work(runtime, work, writes=...)`` is the helper any async caller uses: one
   hop, in which a session is opened, ``work(session)`` runs, the transaction commits (or
-  rolls back) and the connection goes back to the pool. A write unit takes SQLite's
+  rolls back) and the connection goes back to the pool. On an embedded SQLite database a
+  read unit runs on the event loop instead, with no hop: it waits on no network and on
+  no lock (WAL readers do not block), so a hop would only add the GIL hand-offs that
+  made reads queue behind the loop (``Runtime.reads_inline``). A write unit takes SQLite's
   write lock up front (``BEGIN IMMEDIATE``: a deferred transaction that reads then
   writes fails once another writer has committed); a read unit runs on an autocommit
   connection, so a single-statement read costs one round trip.
@@ -80,7 +83,10 @@ def _run_session(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:
 
 
 async def unit_of_work(rt: Runtime, work: Callable[[Session], T], *, writes: bool) -> T:
-    """``work(session)`` as one unit of work in one worker-thread hop."""
+    """``work(session)`` as one unit of work: in one worker-thread hop, or, for a read
+    on an embedded SQLite database, right here (``Runtime.reads_inline``)."""
+    if not writes and rt.reads_inline:
+        return run_unit(rt, work, writes)
     return await anyio.to_thread.run_sync(run_unit, rt, work, writes)
 
 
