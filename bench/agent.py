@@ -30,7 +30,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -42,12 +41,14 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from harness import HOST, Timing, scratch_database, settings_for, summarize, table
 from scopegate.core import scopes as registry
+from scopegate.runtime.prepare import prepare
+from scopegate.runtime.process import Runtime
 from scopegate.services import agent_tokens, credentials, directory, grants
-from scopegate.services.access import OrgAccess, access_for
+from scopegate.services.access import OrgAccess
+from scopegate.services.gate import Verdict
 from scopegate.store.db import make_engine, make_sessionmaker
-from scopegate.store.migrate import upgrade
-from scopegate.web.app import build_runtime, create_app
-from scopegate.web.runtime import Runtime
+from scopegate.web.app import create_app
+from support.load import burst
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ORG = "acme"
@@ -166,9 +167,9 @@ class Seeded:
 
 
 def seed(url: str, filler_users: int) -> Seeded:
-    """Migrate; the bench owner, its orgs, its user token and its approved grant; fillers."""
+    """Prepare; the bench owner, its orgs, its user token and its approved grant; fillers."""
+    prepare(settings_for(url))
     engine = make_engine(url)
-    upgrade(engine)
     with make_sessionmaker(engine)() as db:
         owner = directory.create_user(db, OWNER_EMAIL, "bench-password", name="bench owner")
         org = directory.create_org(db, ORG, owner, name="Acme")
@@ -337,24 +338,21 @@ def run_cases(rt: Runtime, cases: list[Case]) -> list[tuple[str, Timing, float]]
 
 
 def bench_access(rt: Runtime, user_token: str) -> OrgAccess:
-    with rt.factory() as db:
-        principal = rt.chain.authenticate(db, user_token)
-        oa = access_for(db, principal, ORG)
-        db.commit()
-    return oa
+    gate = rt.gate
+    return gate.run_with_connection(lambda conn: gate.org_access(
+        gate.chain.authenticate(user_token, conn), ORG, conn, Verdict()))
 
 
 def mint_tokens(rt: Runtime, oa: OrgAccess, count: int, session_of: Callable[[int], str]
                 ) -> list[str]:
     """``count`` freshly minted tokens (their audit events are rolled back)."""
-    agent = rt.extras["agent"]
     tokens = []
     with rt.factory() as db, db.no_autoflush:  # the audit rows never reach the database
         for i in range(count):
             tokens.append(
                 agent_tokens.mint(
-                    db, settings=rt.settings, keys=agent.keys, org=oa.org, access=oa.access,
-                    session_id=session_of(i), requested=None, ttl_seconds=None, actor="bench",
+                    db, settings=rt.settings, keys=rt.keys, org=oa.org, access=oa.access,
+                    session_id=session_of(i), requested=None, ttl_seconds=None, agent="bench",
                 ).token
             )
         db.rollback()
@@ -364,16 +362,15 @@ def mint_tokens(rt: Runtime, oa: OrgAccess, count: int, session_of: Callable[[in
 # --- 1. verification, in process ---------------------------------------------------------------
 
 
-COLD = "agent __call__, cold: signature + claims + deny list (cached)"
-WARM = "agent __call__, warm: cached claims + deny list (cached)"
-USER_FRESH = "user chain.authenticate, fresh session (pool checkout + pre-ping)"
+COLD = "agent authenticate, cold: signature + claims + deny list (cached)"
+WARM = "agent authenticate, warm: cached claims + deny list (cached)"
+USER_FRESH = "user chain.authenticate, fresh session (pool checkout)"
 USER_HELD = "user chain.authenticate, connection already checked out"
 
 
 def verification(rt: Runtime, seeded: Seeded, iterations: int
                  ) -> list[tuple[str, Timing, float]]:
-    agent = rt.extras["agent"]
-    authenticator = agent.authenticator
+    authenticator = rt.agent_tokens
     oa = bench_access(rt, seeded.user_token)
     n = WARMUP + iterations
 
@@ -383,20 +380,24 @@ def verification(rt: Runtime, seeded: Seeded, iterations: int
     def verify_only(_db: object, token: str) -> object:
         return authenticator.verify(token)
 
+    def agent(db: object, token: str) -> object:
+        return authenticator.authenticate(token, db.connection())  # type: ignore[attr-defined]
+
     def chain(db: object, token: str) -> object:
-        return rt.chain.authenticate(db, token)  # type: ignore[arg-type]
+        return rt.gate.chain.authenticate(token, db.connection())  # type: ignore[attr-defined]
 
     cold = mint_tokens(rt, oa, n, lambda _i: SESSION)
     cold_miss = mint_tokens(rt, oa, n, lambda i: f"cold-{i}")
     cold_verify = mint_tokens(rt, oa, n, lambda _i: SESSION)
     warm = mint_tokens(rt, oa, 1, lambda _i: SESSION) * n
-    authenticator(None, warm[0])  # cache its claims; the deny-list entry is cached too
+    # Cache its claims and its deny-list answers.
+    rt.gate.run_with_connection(lambda conn: authenticator.authenticate(warm[0], conn))
     user = [seeded.user_token] * n
     return run_cases(rt, [
-        Case(COLD, each(cold, authenticator)),
-        Case("agent __call__, cold, deny-list miss (kv read, own session)",
-             each(cold_miss, authenticator)),
-        Case(WARM, each(warm, authenticator)),
+        Case(COLD, each(cold, agent)),
+        Case("agent authenticate, cold, deny-list miss (kv read, own session)",
+             each(cold_miss, agent)),
+        Case(WARM, each(warm, agent)),
         Case("agent verify() only, cold (no deny list)", each(cold_verify, verify_only)),
         Case("agent verify() only, warm (no deny list)", each(warm, verify_only)),
         Case(USER_FRESH, each(user, chain)),
@@ -410,14 +411,13 @@ def verification(rt: Runtime, seeded: Seeded, iterations: int
 def mint_call(rt: Runtime, seeded: Seeded, carried: list[int]) -> Callable[[object], None]:
     """One in-process mint as the endpoint does it, committed: grant lookup, signature,
     audit INSERT. ``carried[0]`` counts mints that carried the granted scope."""
-    agent = rt.extras["agent"]
     oa = bench_access(rt, seeded.user_token)
 
     def mint(db: object) -> None:
         minted = agent_tokens.mint(
-            db, settings=rt.settings, keys=agent.keys, org=oa.org,  # type: ignore[arg-type]
+            db, settings=rt.settings, keys=rt.keys, org=oa.org,  # type: ignore[arg-type]
             access=oa.access, session_id=SESSION, requested=None, ttl_seconds=None,
-            actor="bench",
+            agent="bench",
         )
         db.commit()  # type: ignore[attr-defined]
         carried[0] += GRANTED in minted.claims.scopes
@@ -459,9 +459,9 @@ def serve(url: str) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
-    app = create_app(settings_for(url, f"http://{HOST}:{port}"), migrate=False)
+    app = create_app(settings_for(url, f"http://{HOST}:{port}"))
     print(port, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -516,38 +516,17 @@ class Throughput:
 
 
 def drive(base_url: str, headers: dict[str, str], requests: int) -> Throughput:
-    """``requests`` mints from ``HTTP_CLIENTS`` keep-alive threads, bounded in time too."""
+    """``requests`` mints from ``HTTP_CLIENTS`` keep-alive threads, bounded in time too
+    (``tests/support/load.py``, the one load driver of tests and benches)."""
     path = MINT_PATH.format(org=ORG)
-    body = {"sessionId": SESSION}
-    per_client = requests // HTTP_CLIENTS
-    counts = [0] * HTTP_CLIENTS
-    errors = [0] * HTTP_CLIENTS
-    barrier = threading.Barrier(HTTP_CLIENTS + 1)
-    deadline = [0.0]
-
-    def client(index: int) -> None:
-        with httpx.Client(base_url=base_url, headers=headers, timeout=10) as http:
-            check_mint(http)  # opens the connection before the clock starts
-            barrier.wait()
-            for _ in range(per_client):
-                if time.monotonic() > deadline[0]:
-                    break
-                if http.post(path, json=body).status_code == 201:
-                    counts[index] += 1
-                else:
-                    errors[index] += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(HTTP_CLIENTS)]
-    for thread in threads:
-        thread.start()
-    deadline[0] = time.monotonic() + HTTP_SECONDS_MAX
-    barrier.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - start
-    done = sum(counts)
-    return Throughput(rate=done / seconds, completed=done, errors=sum(errors), seconds=seconds)
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as http:
+        check_mint(http)
+    result = burst(lambda http, _n: http.post(path, json={"sessionId": SESSION}),
+                   HTTP_CLIENTS, requests, base_url=base_url, headers=headers, timeout=10,
+                   seconds=HTTP_SECONDS_MAX)
+    done = result.statuses[201]
+    return Throughput(rate=done / result.wall_seconds, completed=done,
+                      errors=result.completed - done, seconds=result.wall_seconds)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -610,8 +589,9 @@ def run(admin_url: str, plan: Plan) -> None:
         for rows in plan.sizes:
             url = stack.enter_context(scratch_database(admin_url, f"scopegate_bench_agent_{rows}"))
             seeded = seed(url, plan.filler_users)
-            rt = build_runtime(settings_for(url), migrate=False)
-            stack.callback(rt.engine.dispose)
+            rt = Runtime.build(settings_for(url))
+            rt.start()
+            stack.callback(rt.stop)
             targets.append(Target(rows, url, seeded, rt))
         small = targets[0]
         print("  " + round_trips(small.url))
