@@ -99,9 +99,10 @@ class Gate:
             SESSION_CACHE_ENTRIES)
         feed.subscribe(Topic.WEB_SESSION, self.sessions.forget)
 
-    # -- running: memory first, one thread hop on a miss ------------------------------
+    # -- running: memory first, a connection only on a miss ---------------------------
     async def run(self, decide: Callable[[Connection | None], T]) -> T:
-        """``decide(None)`` on the event loop; on a miss, ``decide(conn)`` in a thread."""
+        """``decide(None)`` on the event loop; on a miss, ``decide(conn)`` in a worker
+        thread (on SQLite, on the loop: ``inline``)."""
         try:
             return decide(None)
         except NeedsIO:
@@ -110,7 +111,8 @@ class Gate:
             return await anyio.to_thread.run_sync(self.run_with_connection, decide)
 
     def run_with_connection(self, decide: Callable[[Connection | None], T]) -> T:
-        """``decide`` with a connection, in the calling (worker or CLI) thread."""
+        """``decide`` with a fresh autocommit connection, in the calling thread (a worker,
+        the loop on SQLite, or a script); the caches are confirmed first if stale."""
         with self._reader.connect() as conn:
             if not self.feed.fresh():
                 self.feed.poll(conn)
