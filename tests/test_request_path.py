@@ -43,7 +43,7 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 BACKGROUND_THREADS = ("scopegate-upkeep", "scopegate-keyring", "scopegate-bus")
 
 
-def test_a_warm_authenticated_read_makes_one_thread_hop_and_a_miss_two(
+def test_a_read_hops_once_warm_and_twice_on_a_miss_on_postgresql_and_never_on_sqlite(
     app: FastAPI, client: TestClient, db: Session, world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
