@@ -257,8 +257,7 @@ def test_with_redis_a_membership_removed_elsewhere_is_refused_within_1s(
             delay, status = _refused_after(client, cluster.bus_b, token, committed,
                                            BUS_BOUND_SECONDS)
     finally:
-        runtime.bus.close()
-        runtime.engine.dispose()
+        runtime.close()
     _report(record_property, "bus: membership removal refused after", delay)
     assert delay is not None and delay <= BUS_BOUND_SECONDS, delay
     assert status in (403, 404)
