@@ -71,6 +71,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "INFO"
 
+    # -- OAuth 2.1 authorization server (services/oauth/) ------------------------------
+    #: Lifetime of an OAuth access token (``sgp_``).
+    oauth_access_token_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    #: Lifetime of a refresh token (``sgr_``); each use rotates it.
+    oauth_refresh_token_seconds: int = Field(default=30 * 24 * 3600, ge=300,
+                                             le=365 * 24 * 3600)
+    #: Lifetime of an authorization code (RFC 9700: short; at most 60 s here).
+    oauth_code_seconds: int = Field(default=60, ge=5, le=60)
+    #: Lifetime of a device code and its user code (RFC 8628).
+    oauth_device_code_seconds: int = Field(default=600, ge=60, le=3600)
+    #: Least seconds between two polls of the token endpoint for one device code.
+    oauth_device_interval_seconds: int = Field(default=5, ge=1, le=60)
+    #: A dynamically registered client that completes no authorization within this many
+    #: seconds is deleted.
+    oauth_unused_registration_seconds: int = Field(default=24 * 3600, ge=60)
+    #: How long a fetched client metadata document is trusted before it is fetched again.
+    oauth_metadata_cache_seconds: int = Field(default=300, ge=0, le=24 * 3600)
+    #: Let a client ID metadata document live at a loopback ``http://`` URL. For
+    #: development and tests only; off by default.
+    oauth_metadata_allow_loopback: bool = False
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -89,6 +110,16 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return self.base_url
+
+    @property
+    def api_resource(self) -> str:
+        """The API as an OAuth resource (RFC 8707): the default audience of a token."""
+        return self.base_url + "/api/0/"
+
+    @property
+    def mcp_resource(self) -> str:
+        """The MCP endpoint as an OAuth resource: the audience of tokens MCP clients get."""
+        return self.base_url + "/mcp"
 
     @property
     def trusted_hosts(self) -> list[str]:

@@ -37,6 +37,10 @@ class Principal:
     #: When the credential itself stops working (Unix seconds), if it does: what it mints
     #: (agent tokens) must not outlive it.
     expires_at: int | None = None
+    #: OAuth access tokens: the organizations the person chose at consent (``None``: not
+    #: limited this way) and the resource (RFC 8707) the token was issued for.
+    orgs: frozenset[int] | None = None
+    audience: str | None = None
 
     @property
     def acts_for_person(self) -> bool:
@@ -65,6 +69,8 @@ def assemble_access(principal: Principal, org_id: int, role: Role | None) -> Acc
     one place that calls this also owns the logging of cross-organization attempts.
     """
     if principal.org_id is not None and principal.org_id != org_id:
+        return Refusal.OTHER_ORG
+    if principal.orgs is not None and org_id not in principal.orgs:
         return Refusal.OTHER_ORG
     if principal.acts_for_person:
         if role is None:
