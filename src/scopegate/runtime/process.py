@@ -37,6 +37,10 @@ from scopegate.services.grant_cache import GrantCache
 from scopegate.services.keys import KeyRing
 from scopegate.services.last_used import LastUsed
 from scopegate.services.login_throttle import Budgets, LoginThrottle
+from scopegate.services.oauth import clients as oauth_clients
+from scopegate.services.oauth import tokens as oauth_tokens
+from scopegate.services.oauth.metadata_documents import MetadataDocuments
+from scopegate.services.oauth.server import ServerContext
 from scopegate.settings import Settings
 from scopegate.store.bus import Bus, NullBus, RedisBus
 from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
@@ -69,6 +73,10 @@ class Runtime:
     gate: Gate
     last_used: LastUsed
     login_throttle: LoginThrottle
+    #: Windowed counters (Redis when configured): login failures, device user-code tries.
+    counters: Counters
+    #: What the OAuth server needs beside a session (settings, client metadata documents).
+    oauth: ServerContext
     #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
     sqlite_writers: SQLiteWriters | None = None
     #: Reads run on the event loop, not in a worker thread: an embedded SQLite database
@@ -99,11 +107,13 @@ class Runtime:
                                      last_used, credentials.token_hash),
             StoredTokenAuthenticator(TokenKind.ORG, credentials.load_org_token, feed,
                                      last_used, credentials.token_hash),
+            StoredTokenAuthenticator(TokenKind.OAUTH_ACCESS, oauth_tokens.load_access_token,
+                                     feed, last_used, oauth_tokens.token_hash),
             agent_tokens,
         ])
         reads_inline = engine.dialect.name == "sqlite"
         gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
-                    realm=settings.realm, hints=[AgentApprovalHint(settings.base_url)],
+                    realm=settings.realm, resource=settings.api_resource, hints=[AgentApprovalHint(settings.base_url)],
                     inline=reads_inline)
         # Login failures are counted in Redis (shared by every process) when configured.
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
@@ -114,6 +124,10 @@ class Runtime:
             agent_tokens=agent_tokens, gate=gate, last_used=last_used,
             login_throttle=LoginThrottle(counters, Budgets.from_settings(settings),
                                          settings.secret()),
+            counters=counters,
+            oauth=ServerContext(settings, MetadataDocuments(
+                allow_loopback=settings.oauth_metadata_allow_loopback,
+                cache_seconds=settings.oauth_metadata_cache_seconds)),
             sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
                             if engine.dialect.name == "sqlite" else None),
             reads_inline=reads_inline,
@@ -197,6 +211,15 @@ class Runtime:
             if elapsed - flushed_at >= LAST_USED_FLUSH_SECONDS:
                 flushed_at = elapsed
                 self._flush_last_used()
+                self._purge_unused_registrations()
+
+    def _purge_unused_registrations(self) -> None:
+        try:
+            with self.factory() as db, db.begin():
+                oauth_clients.purge_unused_registrations(db)
+        except SQLAlchemyError as error:
+            log.warning("could not purge unused client registrations: %s",
+                        type(error).__name__)
 
     def _flush_last_used(self) -> None:
         try:

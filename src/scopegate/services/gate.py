@@ -84,12 +84,14 @@ class InsufficientScopeHint(Protocol):
 
 class Gate:
     def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
-                 engine: Engine, realm: str,
+                 engine: Engine, realm: str, resource: str,
                  hints: Sequence[InsufficientScopeHint] = (), inline: bool = False) -> None:
         self.chain = chain
         self.access = access
         self.feed = feed
         self.realm = realm
+        #: The resource (RFC 8707) requests are for unless a caller names another: the API.
+        self.resource = resource
         self._hints = tuple(hints)
         #: Load a miss on the event loop itself (an embedded SQLite database: no network
         #: round trip to wait on), instead of in a worker thread.
@@ -133,9 +135,17 @@ class Gate:
             return None
         return found  # type: ignore[return-value]
 
-    def authenticate(self, presented: Presented, conn: Connection | None) -> Principal:
+    def authenticate(self, presented: Presented, conn: Connection | None,
+                     resource: str | None = None) -> Principal:
+        """The caller, for ``resource`` (default: the API); a token issued for another
+        resource is refused like an invalid one."""
         if presented.bearer is not None:
-            return self.chain.authenticate(presented.bearer, conn)
+            principal = self.chain.authenticate(presented.bearer, conn)
+            if principal.audience is not None and principal.audience != (
+                resource or self.resource
+            ):
+                raise AuthenticationFailed("The access token was not issued for this resource.")
+            return principal
         live = self.session(presented.session, conn) if presented.session else None
         if live is None:
             raise AuthenticationFailed("Authentication credentials were not provided.")

@@ -1,0 +1,90 @@
+"""Token revocation (RFC 7009) and introspection (RFC 7662) on our store.
+
+* Revocation: any client revokes its own tokens (public ones too). A refresh token takes
+  its whole grant with it (RFC 7009 §2.1: the access tokens of the same grant); an access
+  token goes alone. Tokens of other clients are left alone (Authlib answers
+  ``invalid_grant``); unknown tokens get the 200 RFC 7009 asks for.
+* Introspection: only a confidential client, authenticated; it learns about its own tokens
+  only, every other token is ``{"active": false}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
+from sqlalchemy import select
+
+from scopegate.core.changes import Change, Topic
+from scopegate.services.oauth import clients, registration, tokens
+from scopegate.services.oauth.grants import AUTH_METHODS
+from scopegate.store.oauth_models import OAuthToken
+from scopegate.store.outbox import record_change
+from scopegate.store.types import utcnow
+
+if TYPE_CHECKING:
+    from scopegate.services.oauth.server import AuthorizationServer
+
+_HINTS = {"access_token": tokens.ACCESS, "refresh_token": tokens.REFRESH}
+
+
+def _query(server: AuthorizationServer, token: str, hint: str | None) -> tokens.StoredToken | None:
+    # The hint is only a hint (RFC 7009 §2.1): fall back to any kind.
+    return tokens.find_token(server.db, token, _HINTS.get(hint or "")) or tokens.find_token(
+        server.db, token)
+
+
+class RevocationEndpoint(_RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    server: AuthorizationServer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query(self.server, token_string, token_type_hint)
+
+    def revoke_token(self, token: tokens.StoredToken, request: Any) -> None:
+        db = self.server.db
+        if token.kind == tokens.REFRESH:
+            tokens.revoke_grant(db, token.grant_id)
+            return
+        row = db.scalar(select(OAuthToken).where(OAuthToken.id == token.id))
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = utcnow()
+            record_change(db, Change(Topic.CREDENTIAL, row.token_hash))
+            db.flush()
+
+
+def _timestamp(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+class IntrospectionEndpoint(_IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    server: AuthorizationServer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query(self.server, token_string, token_type_hint)
+
+    def check_permission(self, token: tokens.StoredToken, client: clients.Client,
+                         request: Any) -> bool:
+        return token.client_pk == client.pk
+
+    def introspect_token(self, token: tokens.StoredToken) -> dict[str, Any]:
+        return {
+            "active": True,
+            "scope": token.get_scope(),
+            "client_id": token.client_id,
+            "token_type": "Bearer" if token.kind == tokens.ACCESS else "refresh_token",
+            "exp": _timestamp(token.expires_at),
+            "iat": _timestamp(token.issued_at),
+            "sub": str(token.user_id),
+            "aud": token.resource,
+            "iss": self.server.settings.issuer,
+        }
+
+
+def register(server: AuthorizationServer) -> None:
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)
+    server.register_endpoint(registration.ClientRegistrationEndpoint)

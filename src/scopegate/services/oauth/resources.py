@@ -1,0 +1,35 @@
+"""Resource indicators (RFC 8707): which resource a token is for.
+
+A token's audience is one resource this server protects: the API (``<base>/api/0/``)
+by default, or the MCP endpoint (``<base>/mcp``). ``resource`` on the authorization
+and token requests picks one; any other value is ``invalid_target``. The gate refuses a token at a resource it was not issued for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from scopegate.settings import Settings
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the requested resource is unknown or not allowed."""
+
+    error = "invalid_target"
+    description = "The requested resource is not one this server issues tokens for."
+
+
+def known_resources(settings: Settings) -> tuple[str, ...]:
+    """The resources tokens can be issued for."""
+    return (settings.api_resource, settings.mcp_resource)
+
+
+def resolve(requested: Sequence[str], settings: Settings, default: str | None = None) -> str:
+    """The one resource ``requested`` names (``default``, else the API, when none)."""
+    if not requested:
+        return default or settings.api_resource
+    if len(requested) > 1 or requested[0] not in known_resources(settings):
+        raise InvalidTargetError()
+    return requested[0]
