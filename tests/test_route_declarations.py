@@ -20,7 +20,17 @@ from support.settings import BASE_URL, make_settings
 
 API = "/api/"
 #: Public documents outside /api/ that belong in the OpenAPI description.
-PUBLIC_DOCUMENTS = {("GET", "/.well-known/jwks.json")}
+#: Documented endpoints outside the API: the JWKS and the OAuth server's JSON endpoints
+#: (the authorization endpoint and the device page are pages, not in the schema).
+PUBLIC_DOCUMENTS = {
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("POST", "/oauth/token"),
+    ("POST", "/oauth/revoke"),
+    ("POST", "/oauth/introspect"),
+    ("POST", "/oauth/register"),
+    ("POST", "/oauth/device/code"),
+}
 #: Routes that exist whatever else is added; guards against a walk that finds nothing.
 KNOWN = {
     ("GET", "/api/0/organizations/"),

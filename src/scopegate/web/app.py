@@ -24,6 +24,8 @@ from scopegate.web import errors, jwks
 from scopegate.web.api import agent, audit, issues, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
+from scopegate.web.oauth import authorize, device_page
+from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.security_headers import SecurityHeadersMiddleware
 from scopegate.web.ui import approvals, pages
@@ -63,6 +65,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (organizations, issues, releases, tokens, agent, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jwks.router)
+    app.include_router(oauth_endpoints.router)
+    app.include_router(authorize.router)
+    app.include_router(device_page.router)
     app.include_router(pages.router)
     app.include_router(approvals.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

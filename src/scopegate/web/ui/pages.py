@@ -50,7 +50,7 @@ def login_form(request: Request, next: str = "/account") -> HTMLResponse:
 
 def _safe_next(value: str) -> str:
     """Only same-origin paths; anything else goes to the account page."""
-    if len(value) > 512 or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    if len(value) > 4096 or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/account"
     return value
 
@@ -61,7 +61,7 @@ def login(
     email: Annotated[str, Form(max_length=EMAIL_MAX)],
     password: Annotated[str, Form(max_length=256)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
-    next: Annotated[str, Form(max_length=512)] = "/account",
+    next: Annotated[str, Form(max_length=4096)] = "/account",
     db: Session = Depends(get_db),
 ) -> Response:
     rt = runtime(request)

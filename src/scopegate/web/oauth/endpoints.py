@@ -1,0 +1,116 @@
+"""The OAuth endpoints that speak JSON: metadata, token, revoke, introspect, register,
+device authorization. Paths are a fixed public interface (``services/oauth/metadata.py``).
+
+Each reads and bounds its parameters, then hands Authlib one unit of work
+(``adapter.answer``). Parameters Authlib would quote in an error description are
+checked here first, so no answer echoes a caller's text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scopegate.services.oauth import clients
+from scopegate.services.oauth.metadata import ENDPOINTS, server_metadata
+from scopegate.services.oauth.server import OAuthJsonRequest
+from scopegate.web.oauth import adapter
+from scopegate.web.runtime import runtime
+from scopegate.web.transactions import TransactionalRoute
+
+router = APIRouter(route_class=TransactionalRoute, tags=["oauth"])
+TOKEN_HINTS = frozenset({"access_token", "refresh_token"})
+
+
+@router.get("/.well-known/oauth-authorization-server")
+async def authorization_server_metadata(request: Request) -> Response:
+    """RFC 8414: what this authorization server supports."""
+    body = orjson.dumps(server_metadata(runtime(request).settings))
+    return Response(body, media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+async def _read(request: Request) -> Any:
+    try:
+        return await adapter.read_request(request, with_query=False)
+    except adapter.BadParameters as bad:
+        return adapter.invalid_request(bad.description)
+
+
+@router.post(ENDPOINTS["token_endpoint"])
+async def token(request: Request) -> Response:
+    """RFC 6749 §3.2: code, refresh token and device code exchanges."""
+    oauth_request = await _read(request)
+    if isinstance(oauth_request, Response):
+        return oauth_request
+    grant_type = oauth_request.payload.data.get("grant_type")
+    if grant_type not in clients.GRANT_TYPES:
+        return adapter.to_response(adapter.OAuthResponse(400, {
+            "error": "unsupported_grant_type",
+            "error_description": "grant_type must be one of: " + ", ".join(clients.GRANT_TYPES),
+        }))
+    if any(len(v) > 1 for v in oauth_request.payload.datalist.values()):
+        return adapter.invalid_request("Each parameter may be sent once.")
+    answer = await adapter.answer(request, lambda s: s.create_token_response(oauth_request))
+    return adapter.to_response(answer)
+
+
+async def _token_endpoint(request: Request, name: str) -> Response:
+    oauth_request = await _read(request)
+    if isinstance(oauth_request, Response):
+        return oauth_request
+    hint = oauth_request.payload.data.get("token_type_hint")
+    if hint is not None and hint not in TOKEN_HINTS:
+        return adapter.to_response(adapter.OAuthResponse(400, {
+            "error": "unsupported_token_type",
+            "error_description": "token_type_hint must be access_token or refresh_token"}))
+    answer = await adapter.answer(request, lambda s: s.create_endpoint_response(
+        name, oauth_request))
+    return adapter.to_response(answer)
+
+
+@router.post(ENDPOINTS["revocation_endpoint"])
+async def revoke(request: Request) -> Response:
+    """RFC 7009: a client revokes one of its tokens (a refresh token ends its grant)."""
+    return await _token_endpoint(request, "revocation")
+
+
+@router.post(ENDPOINTS["introspection_endpoint"])
+async def introspect(request: Request) -> Response:
+    """RFC 7662: a confidential client asks about one of its own tokens."""
+    return await _token_endpoint(request, "introspection")
+
+
+@router.post(ENDPOINTS["device_authorization_endpoint"])
+async def device_authorization(request: Request) -> Response:
+    """RFC 8628 §3.1: a device asks for a device code and a user code."""
+    oauth_request = await _read(request)
+    if isinstance(oauth_request, Response):
+        return oauth_request
+    answer = await adapter.answer(request, lambda s: s.create_endpoint_response(
+        "device_authorization", oauth_request))
+    return adapter.to_response(answer)
+
+
+@router.post(ENDPOINTS["registration_endpoint"], status_code=201)
+async def register(request: Request) -> Response:
+    """RFC 7591: register a client (open; an unused registration expires)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        data = orjson.loads(await request.body()) if content_type == "application/json" else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        return adapter.to_response(adapter.OAuthResponse(400, {
+            "error": "invalid_client_metadata",
+            "error_description": "Send the client metadata as a JSON object."}))
+    rt = runtime(request)
+    json_request = OAuthJsonRequest("POST", rt.settings.base_url + request.url.path,
+                                    request.headers, data)
+    answer = await adapter.answer(request, lambda s: s.create_endpoint_response(
+        "client_registration", json_request))
+    return adapter.to_response(answer)

@@ -1,0 +1,310 @@
+"""RFC 9700's negatives against the authorization server, in process, on both databases:
+PKCE, redirect URI tricks, code replay, refresh-token reuse, scope widening, client
+authentication, organization binding and resource indicators. Each sends the attack and
+checks the refusal, and where it matters that the legitimate path still works."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from scopegate.web.app import create_app
+from support.http import bearer, login
+from support.oauth import REDIRECT_URI, authorize_params, decide, pkce, query_of, register
+from support.settings import make_settings
+from support.world import World, build_world
+
+LOOPBACK = "http://127.0.0.1"
+ISSUES = "/api/0/organizations/acme/issues/"
+
+
+@pytest.fixture
+def oauth_app(database_url: str) -> Iterator[FastAPI]:
+    application = create_app(make_settings(database_url, base_url=LOOPBACK))
+    application.state.runtime.start()
+    yield application
+    application.state.runtime.stop()
+
+
+@pytest.fixture
+def web(oauth_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(oauth_app, base_url=LOOPBACK) as client:
+        yield client
+
+
+@pytest.fixture
+def session(oauth_app: FastAPI) -> Iterator[Session]:
+    with oauth_app.state.runtime.factory() as db:
+        yield db
+
+
+@pytest.fixture
+def people(session: Session) -> World:
+    return build_world(session)
+
+
+def _authorize(web: TestClient, params: dict[str, str]):
+    return web.get("/oauth/authorize?" + urlencode(params), follow_redirects=False)
+
+
+def _code(web: TestClient, client_id: str, challenge: str, orgs: tuple[str, ...] = ("acme",),
+          **extra: str) -> str:
+    page = _authorize(web, authorize_params(client_id, challenge, **extra))
+    answer = decide(web, page, "approve", orgs)
+    assert answer.status_code == 303, answer.text[:300]
+    return query_of(answer.headers["location"])["code"]
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def _exchange(web: TestClient, client_id: str, secret: str | None, code: str, verifier: str,
+              **extra: str):
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, **extra}
+    if secret is None:
+        return web.post("/oauth/token", data={**data, "client_id": client_id})
+    return web.post("/oauth/token", data=data, headers=_basic(client_id, secret))
+
+
+@pytest.fixture
+def confidential(session: Session, people: World):
+    return register(session, people.users["owner"])
+
+
+@pytest.fixture
+def signed_in(web: TestClient, people: World) -> TestClient:
+    login(web, World.email("member"))
+    return web
+
+
+# -- PKCE --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pkce_params", [
+    {"code_challenge": "", "code_challenge_method": ""},
+    {"code_challenge_method": "plain"},
+], ids=["missing", "plain"])
+def test_authorization_without_s256_pkce_is_refused(signed_in: TestClient, confidential,
+                                                    pkce_params: dict[str, str]) -> None:
+    _, challenge = pkce()
+    params = {k: v for k, v in {**authorize_params(confidential.client.client_id, challenge),
+                                **pkce_params}.items() if v}
+    answer = _authorize(signed_in, params)
+    assert answer.status_code == 303
+    returned = query_of(answer.headers["location"])
+    assert returned["error"] == "invalid_request"
+    assert returned["state"] == "st-123"
+    assert "code" not in returned
+
+
+def test_a_wrong_code_verifier_is_refused(signed_in: TestClient, confidential) -> None:
+    _verifier, challenge = pkce()
+    code = _code(signed_in, confidential.client.client_id, challenge)
+    other, _ = pkce()
+    wrong = _exchange(signed_in, confidential.client.client_id, confidential.client_secret,
+                      code, other)
+    assert wrong.json()["error"] == "invalid_grant", wrong.text
+    assert wrong.status_code == 400
+
+
+# -- redirect URIs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("presented", [
+    REDIRECT_URI + "/extra",
+    REDIRECT_URI + "?next=https://evil.test",
+    "http://evil@127.0.0.1:9999/callback",
+    "https://evil.test/callback",
+    "http://localhost:9999/callback",
+], ids=["extra-path", "query", "userinfo", "other-host", "other-loopback-name"])
+def test_redirect_uri_tricks_get_an_error_page_never_a_redirect(
+        signed_in: TestClient, confidential, presented: str) -> None:
+    _, challenge = pkce()
+    answer = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge,
+                                                    redirect_uri=presented))
+    assert answer.status_code == 400
+    assert "location" not in answer.headers
+    assert "evil" not in answer.text
+
+
+def test_another_port_matches_only_on_loopback(signed_in: TestClient, session: Session,
+                                               people: World) -> None:
+    app = register(session, people.users["owner"],
+                   redirect_uris=("https://app.example.com/cb", REDIRECT_URI))
+    _, challenge = pkce()
+    other_port = _authorize(signed_in, authorize_params(
+        app.client.client_id, challenge, redirect_uri="https://app.example.com:8443/cb"))
+    assert other_port.status_code == 400
+    assert "location" not in other_port.headers
+    loopback = _authorize(signed_in, authorize_params(
+        app.client.client_id, challenge, redirect_uri="http://127.0.0.1:51234/callback"))
+    assert loopback.status_code == 200  # RFC 8252 §7.3: the consent page
+    assert 'name="orgs"' in loopback.text
+
+
+def test_an_unknown_client_gets_an_error_page(signed_in: TestClient) -> None:
+    _, challenge = pkce()
+    answer = _authorize(signed_in, authorize_params("no-such-client", challenge))
+    assert answer.status_code == 400
+    assert "location" not in answer.headers
+    assert "no-such-client" not in answer.text
+
+
+# -- codes and refresh tokens ------------------------------------------------------------
+
+def test_a_replayed_code_is_refused_and_revokes_the_tokens_it_produced(
+        signed_in: TestClient, confidential) -> None:
+    verifier, challenge = pkce()
+    client_id, secret = confidential.client.client_id, confidential.client_secret
+    code = _code(signed_in, client_id, challenge)
+    first = _exchange(signed_in, client_id, secret, code, verifier)
+    assert first.status_code == 200
+    access = first.json()["access_token"]
+    assert signed_in.get(ISSUES, headers=bearer(access)).status_code == 200
+    replay = _exchange(signed_in, client_id, secret, code, verifier)
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    assert signed_in.get(ISSUES, headers=bearer(access)).status_code == 401
+
+
+def _tokens(web: TestClient, app, **extra: str) -> dict[str, str]:
+    verifier, challenge = pkce()
+    code = _code(web, app.client.client_id, challenge, **extra)
+    answer = _exchange(web, app.client.client_id, app.client_secret, code, verifier)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _refresh(web: TestClient, app, refresh: str, **extra: str):
+    return web.post("/oauth/token", data={"grant_type": "refresh_token",
+                                          "refresh_token": refresh, **extra},
+                    headers=_basic(app.client.client_id, app.client_secret))
+
+
+def test_refresh_token_reuse_revokes_the_whole_family(signed_in: TestClient,
+                                                      confidential) -> None:
+    first = _tokens(signed_in, confidential)
+    second = _refresh(signed_in, confidential, first["refresh_token"]).json()
+    assert signed_in.get(ISSUES, headers=bearer(second["access_token"])).status_code == 200
+    reuse = _refresh(signed_in, confidential, first["refresh_token"])
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    assert signed_in.get(ISSUES, headers=bearer(second["access_token"])).status_code == 401
+    after = _refresh(signed_in, confidential, second["refresh_token"])
+    assert after.json()["error"] == "invalid_grant"
+
+
+def test_refresh_may_narrow_scopes_but_never_widen_them(signed_in: TestClient,
+                                                        confidential) -> None:
+    first = _tokens(signed_in, confidential)
+    wider = _refresh(signed_in, confidential, first["refresh_token"],
+                     scope="event:read project:read event:write")
+    assert wider.status_code == 400
+    assert wider.json()["error"] == "invalid_scope"
+    narrower = _refresh(signed_in, confidential, first["refresh_token"], scope="event:read")
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "event:read"
+
+
+# -- client authentication ---------------------------------------------------------------
+
+def test_a_public_client_that_sends_a_secret_is_refused(signed_in: TestClient,
+                                                        session: Session,
+                                                        people: World) -> None:
+    app = register(session, people.users["owner"], public=True)
+    verifier, challenge = pkce()
+    code = _code(signed_in, app.client.client_id, challenge)
+    with_secret = _exchange(signed_in, app.client.client_id, "made-up-secret", code, verifier)
+    assert with_secret.status_code == 401
+    assert with_secret.json()["error"] == "invalid_client"
+    without = _exchange(signed_in, app.client.client_id, None, code, verifier)
+    assert without.status_code == 200, without.text
+    assert without.json()["refresh_token"].startswith("sgr_")
+
+
+def test_a_confidential_client_without_its_secret_is_refused(signed_in: TestClient,
+                                                             confidential) -> None:
+    verifier, challenge = pkce()
+    code = _code(signed_in, confidential.client.client_id, challenge)
+    answer = _exchange(signed_in, confidential.client.client_id, None, code, verifier)
+    assert answer.status_code in (400, 401)
+    assert answer.json()["error"] == "invalid_client"
+    wrong = _exchange(signed_in, confidential.client.client_id, "wrong-secret", code, verifier)
+    assert wrong.json()["error"] == "invalid_client"
+
+
+# -- organizations and resources ---------------------------------------------------------
+
+def test_an_org_bound_token_is_refused_on_another_organization(
+        web: TestClient, session: Session, people: World) -> None:
+    login(web, World.email("owner"))
+    # The owner of acme is made a member of globex too, so both are offered.
+    from scopegate.services import directory
+
+    directory.add_member(session, directory.get_org(session, "globex"),
+                         directory.get_user(session, people.users["owner"]), "member")
+    session.commit()
+    app = register(session, people.users["owner"], org_bound=True)
+    verifier, challenge = pkce()
+    page = _authorize(web, authorize_params(app.client.client_id, challenge))
+    both = decide(web, page, "approve", ("acme", "globex"))
+    assert both.status_code == 400  # exactly one organization for an org-bound app
+    code = _code(web, app.client.client_id, challenge, orgs=("acme",))
+    token = _exchange(web, app.client.client_id, app.client_secret, code, verifier).json()
+    assert web.get(ISSUES, headers=bearer(token["access_token"])).status_code == 200
+    other = web.get("/api/0/organizations/globex/issues/", headers=bearer(token["access_token"]))
+    assert other.status_code == 404
+
+
+def test_a_token_is_refused_at_a_resource_it_was_not_issued_for(signed_in: TestClient,
+                                                                 confidential) -> None:
+    mcp = _tokens(signed_in, confidential, resource=LOOPBACK + "/mcp")
+    answer = signed_in.get(ISSUES, headers=bearer(mcp["access_token"]))
+    assert answer.status_code == 401
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    api = _tokens(signed_in, confidential, resource=LOOPBACK + "/api/0/")
+    assert signed_in.get(ISSUES, headers=bearer(api["access_token"])).status_code == 200
+
+
+def test_an_unknown_resource_is_invalid_target(signed_in: TestClient, confidential) -> None:
+    _, challenge = pkce()
+    answer = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge,
+                                                    resource="https://evil.test/api"))
+    assert answer.status_code == 303
+    assert query_of(answer.headers["location"])["error"] == "invalid_target"
+    verifier, challenge = pkce()
+    code = _code(signed_in, confidential.client.client_id, challenge)
+    other = _exchange(signed_in, confidential.client.client_id, confidential.client_secret,
+                      code, verifier, resource=LOOPBACK + "/mcp")
+    assert other.status_code == 400
+    assert other.json()["error"] == "invalid_target"
+
+
+# -- errors ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("grant_type",
+                         ["password", "implicit", 'x"\\<script>', "client_credentials"])
+def test_unsupported_grants_are_refused_without_echo(web: TestClient, grant_type: str) -> None:
+    answer = web.post("/oauth/token", data={"grant_type": grant_type})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "unsupported_grant_type"
+    assert "<script>" not in answer.text
+
+
+def test_odd_authorization_requests_never_fail_with_a_500(signed_in: TestClient,
+                                                          confidential) -> None:
+    _, challenge = pkce()
+    base = authorize_params(confidential.client.client_id, challenge)
+    for change in ({"response_type": 'token"\\'}, {"response_type": "token"},
+                   {"scope": 'nope "quoted"'}, {"state": "x" * 3000},
+                   {"code_challenge": "short"}):
+        answer = _authorize(signed_in, {**base, **change})
+        assert answer.status_code in (303, 400), (change, answer.status_code)
+        assert '"quoted"' not in answer.headers.get("location", "")
