@@ -17,13 +17,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from scopegate.services.oauth.clients import NewClient
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine
 from scopegate.web.app import create_app
 from support.browser import browser_page, launched_chromium
 from support.database import prepare_engine, scratch_database, truncate_pg, worker_name
+from support.http import login
 from support.live_server import LiveServer, live_app
-from support.settings import BASE_URL, PG_URL, make_settings, require_service
+from support.oauth import register
+from support.settings import BASE_URL, OAUTH_BASE_URL, PG_URL, make_settings, require_service
 from support.world import World, build_world
 
 if TYPE_CHECKING:
@@ -127,3 +130,44 @@ def db(app: FastAPI) -> Iterator[Session]:
 @pytest.fixture
 def world(db: Session) -> World:
     return build_world(db)
+
+
+# -- the OAuth server in process, on a loopback base URL (Authlib refuses plain http
+# anywhere else) ----------------------------------------------------------------------
+
+@pytest.fixture
+def oauth_app(database_url: str) -> Iterator[FastAPI]:
+    application = create_app(make_settings(database_url, base_url=OAUTH_BASE_URL))
+    application.state.runtime.start()
+    yield application
+    application.state.runtime.stop()
+
+
+@pytest.fixture
+def web(oauth_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(oauth_app, base_url=OAUTH_BASE_URL) as client:
+        yield client
+
+
+@pytest.fixture
+def session(oauth_app: FastAPI) -> Iterator[Session]:
+    with oauth_app.state.runtime.factory() as db:
+        yield db
+
+
+@pytest.fixture
+def people(session: Session) -> World:
+    return build_world(session)
+
+
+@pytest.fixture
+def confidential(session: Session, people: World) -> NewClient:
+    """A confidential client registered by acme's owner."""
+    return register(session, people.users["owner"])
+
+
+@pytest.fixture
+def signed_in(web: TestClient, people: World) -> TestClient:
+    """``web`` with acme's member signed in."""
+    login(web, World.email("member"))
+    return web

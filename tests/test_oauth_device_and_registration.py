@@ -97,7 +97,8 @@ def _a_poll_interval_passes(server) -> None:
 
 
 def test_a_wrong_user_code_is_counted_and_limited(database_url: str) -> None:
-    with scopegate(database_url) as (server, world), httpx.Client(base_url=server.base_url) as browser:
+    with scopegate(database_url) as (server, _), \
+            httpx.Client(base_url=server.base_url) as browser:
         login(browser, World.email("member"))
         csrf = _csrf(browser)
         answers = [browser.post("/oauth/device", data={"user_code": "BCDF-GHJK",
@@ -109,7 +110,8 @@ def test_a_wrong_user_code_is_counted_and_limited(database_url: str) -> None:
 
 
 def test_dynamic_registration_then_the_code_flow(database_url: str) -> None:
-    with scopegate(database_url) as (server, world), httpx.Client(base_url=server.base_url) as browser:
+    with scopegate(database_url) as (server, _), \
+            httpx.Client(base_url=server.base_url) as browser:
         registered = httpx.post(server.url("/oauth/register"), json={
             "client_name": "Claude Desktop", "redirect_uris": ["http://127.0.0.1:7777/cb"],
             "token_endpoint_auth_method": "none", "application_type": "native"})
@@ -134,7 +136,7 @@ def test_dynamic_registration_then_the_code_flow(database_url: str) -> None:
 
 
 def test_registration_metadata_is_validated(database_url: str) -> None:
-    with scopegate(database_url) as (server, world):
+    with scopegate(database_url) as (server, _):
         for bad in ({"redirect_uris": ["http://evil.test/cb"]},
                     {"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web"},
                     {"redirect_uris": ["https://a.test/cb#frag"]},
@@ -176,7 +178,7 @@ def test_a_client_metadata_document_on_loopback(database_url: str) -> None:
             "client_id": url, "client_name": "Doc client",
             "redirect_uris": ["http://127.0.0.1:8123/cb"],
             "token_endpoint_auth_method": "none"}).encode()}
-        with scopegate(database_url, oauth_metadata_allow_loopback=True) as (server, world), \
+        with scopegate(database_url, oauth_metadata_allow_loopback=True) as (server, _), \
                 httpx.Client(base_url=server.base_url) as browser:
             login(browser, World.email("member"))
             oauth = OAuth2Client(url, scope="event:read", redirect_uri="http://127.0.0.1:8123/cb",
@@ -194,7 +196,8 @@ def test_a_client_metadata_document_on_loopback(database_url: str) -> None:
 
 
 def test_metadata_documents_on_loopback_are_refused_by_default(database_url: str) -> None:
-    with scopegate(database_url) as (server, world), httpx.Client(base_url=server.base_url) as browser:
+    with scopegate(database_url) as (server, _), \
+            httpx.Client(base_url=server.base_url) as browser:
         login(browser, World.email("member"))
         _, challenge = pkce()
         url = "http://127.0.0.1:9/client.json"

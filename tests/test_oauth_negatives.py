@@ -6,47 +6,19 @@ checks the refusal, and where it matters that the legitimate path still works.""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from scopegate.web.app import create_app
 from support.http import bearer, login
 from support.oauth import REDIRECT_URI, authorize_params, decide, pkce, query_of, register
-from support.settings import make_settings
-from support.world import World, build_world
+from support.settings import OAUTH_BASE_URL
+from support.world import World
 
-LOOPBACK = "http://127.0.0.1"
+LOOPBACK = OAUTH_BASE_URL
 ISSUES = "/api/0/organizations/acme/issues/"
-
-
-@pytest.fixture
-def oauth_app(database_url: str) -> Iterator[FastAPI]:
-    application = create_app(make_settings(database_url, base_url=LOOPBACK))
-    application.state.runtime.start()
-    yield application
-    application.state.runtime.stop()
-
-
-@pytest.fixture
-def web(oauth_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(oauth_app, base_url=LOOPBACK) as client:
-        yield client
-
-
-@pytest.fixture
-def session(oauth_app: FastAPI) -> Iterator[Session]:
-    with oauth_app.state.runtime.factory() as db:
-        yield db
-
-
-@pytest.fixture
-def people(session: Session) -> World:
-    return build_world(session)
 
 
 def _authorize(web: TestClient, params: dict[str, str]):
@@ -73,17 +45,6 @@ def _exchange(web: TestClient, client_id: str, secret: str | None, code: str, ve
     if secret is None:
         return web.post("/oauth/token", data={**data, "client_id": client_id})
     return web.post("/oauth/token", data=data, headers=_basic(client_id, secret))
-
-
-@pytest.fixture
-def confidential(session: Session, people: World):
-    return register(session, people.users["owner"])
-
-
-@pytest.fixture
-def signed_in(web: TestClient, people: World) -> TestClient:
-    login(web, World.email("member"))
-    return web
 
 
 # -- PKCE --------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ IN_CI = bool(os.environ.get("CI"))
 PASSWORD = "correct horse battery"
 SECRET = "test-secret-key-not-for-production-0123456789"
 BASE_URL = "http://testserver"
+#: The OAuth tests' base URL: Authlib accepts plain http only on loopback.
+OAUTH_BASE_URL = "http://127.0.0.1"
 
 
 def require_service(url: str | None, name: str, variable: str) -> str:

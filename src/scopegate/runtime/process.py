@@ -113,8 +113,8 @@ class Runtime:
         ])
         reads_inline = engine.dialect.name == "sqlite"
         gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
-                    realm=settings.realm, resource=settings.api_resource, hints=[AgentApprovalHint(settings.base_url)],
-                    inline=reads_inline)
+                    realm=settings.realm, resource=settings.api_resource,
+                    hints=[AgentApprovalHint(settings.base_url)], inline=reads_inline)
         # Login failures are counted in Redis (shared by every process) when configured.
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
                               else MemoryCounters())
@@ -127,7 +127,7 @@ class Runtime:
             counters=counters,
             oauth=ServerContext(settings, MetadataDocuments(
                 allow_loopback=settings.oauth_metadata_allow_loopback,
-                cache_seconds=settings.oauth_metadata_cache_seconds)),
+                cache_seconds=settings.oauth_metadata_cache_seconds), deny_list),
             sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
                             if engine.dialect.name == "sqlite" else None),
             reads_inline=reads_inline,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from scopegate.core import redirect_uris
 from scopegate.core import scopes as registry
-from scopegate.core.changes import Change, Topic
+from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.services.oauth.metadata_documents import (
     ClientMetadataDocument,
@@ -30,8 +30,7 @@ from scopegate.services.oauth.metadata_documents import (
     is_metadata_url,
 )
 from scopegate.store.models import NAME_MAX
-from scopegate.store.oauth_models import URI_MAX, OAuthClient, OAuthGrant, OAuthToken
-from scopegate.store.outbox import record_change
+from scopegate.store.oauth_models import URI_MAX, OAuthClient, OAuthGrant
 from scopegate.store.types import utcnow
 
 AUTHORIZATION_CODE = "authorization_code"
@@ -208,26 +207,22 @@ def rotate_secret(db: Session, owner_id: int, client_id: str) -> NewClient:
     return NewClient(_client(row), secret)
 
 
-def delete_app(db: Session, owner_id: int | None, client_id: str) -> None:
-    """Delete a client and everything it holds; its access tokens stop at once."""
+def delete_app(db: Session, deny_list: DenyList, owner_id: int | None, client_id: str) -> None:
+    """Delete a client and everything it holds: its access tokens stop at once, and so
+    do the agent tokens they minted. ``owner_id`` ``None``: whoever owns it (operators)."""
     if owner_id is None:
         row = db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id[:URI_MAX]))
         if row is None:
             raise NotFound("app not found")
     else:
         row = _owned(db, owner_id, client_id)
-    _forget_tokens(db, select(OAuthGrant.id).where(OAuthGrant.client_pk == row.id))
+    from scopegate.services.oauth import tokens  # tokens imports this module
+
+    grant_ids = list(db.scalars(select(OAuthGrant.id).where(OAuthGrant.client_pk == row.id)))
+    for grant_id in grant_ids:
+        tokens.revoke_grant(db, deny_list, grant_id)
     db.delete(row)
     db.flush()
-
-
-def _forget_tokens(db: Session, grant_ids: object) -> None:
-    """Announce every live access token of these grants as changed (caches forget it)."""
-    hashes = db.scalars(select(OAuthToken.token_hash).where(
-        OAuthToken.grant_id.in_(grant_ids), OAuthToken.kind == "access",  # type: ignore[arg-type]
-        OAuthToken.revoked_at.is_(None)))
-    for digest in hashes:
-        record_change(db, Change(Topic.CREDENTIAL, digest))
 
 
 def find_client(db: Session, client_id: str | None, documents: MetadataDocuments, *,

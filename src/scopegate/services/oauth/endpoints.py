@@ -17,11 +17,9 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import select
 
-from scopegate.core.changes import Change, Topic
 from scopegate.services.oauth import clients, registration, tokens
 from scopegate.services.oauth.grants import AUTH_METHODS
 from scopegate.store.oauth_models import OAuthToken
-from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -46,12 +44,12 @@ class RevocationEndpoint(_RevocationEndpoint):
     def revoke_token(self, token: tokens.StoredToken, request: Any) -> None:
         db = self.server.db
         if token.kind == tokens.REFRESH:
-            tokens.revoke_grant(db, token.grant_id)
+            tokens.revoke_grant(db, self.server.ctx.deny_list, token.grant_id)
             return
         row = db.scalar(select(OAuthToken).where(OAuthToken.id == token.id))
         if row is not None and row.revoked_at is None:
             row.revoked_at = utcnow()
-            record_change(db, Change(Topic.CREDENTIAL, row.token_hash))
+            tokens.forget_access_token(db, self.server.ctx.deny_list, row)
             db.flush()
 
 

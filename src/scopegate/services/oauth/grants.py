@@ -133,7 +133,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if row.used_at is not None:
             if row.grant_id is not None:  # RFC 6749 §4.1.2: revoke what it produced
-                tokens.revoke_grant(db, row.grant_id)
+                tokens.revoke_grant(db, self.server.ctx.deny_list, row.grant_id)
             return None
         if row.expires_at <= utcnow():
             return None
@@ -197,7 +197,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if found is None or found.revoked or found.is_expired():
             return None
         if found.used:  # RFC 9700 §4.14.2: a rotated token came back; end the family
-            tokens.revoke_grant(db, found.grant_id)
+            tokens.revoke_grant(db, self.server.ctx.deny_list, found.grant_id)
             return None
         return PresentedRefreshToken(found.id, found.grant_id, found.client_pk, found.user_id,
                                      found.scopes, found.resource, found.expires_at)
@@ -219,7 +219,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not db.execute(update(OAuthToken).where(OAuthToken.id == old.id,
                                                    OAuthToken.used_at.is_(None))
                           .values(used_at=utcnow())).rowcount:
-            tokens.revoke_grant(db, old.grant_id)
+            tokens.revoke_grant(db, self.server.ctx.deny_list, old.grant_id)
             raise InvalidGrantError("The refresh token was already used.")
         tokens.save(self.server.db, old.grant_id, token,
                     refresh_seconds=self.server.settings.oauth_refresh_token_seconds)

@@ -2,7 +2,8 @@
 
 A token's audience is one resource this server protects: the API (``<base>/api/0/``)
 by default, or the MCP endpoint (``<base>/mcp``). ``resource`` on the authorization
-and token requests picks one; any other value is ``invalid_target``. The gate refuses a token at a resource it was not issued for.
+and token requests picks one; any other value is ``invalid_target``. The gate refuses
+a token at a resource it was not issued for.
 """
 
 from __future__ import annotations

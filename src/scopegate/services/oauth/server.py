@@ -24,6 +24,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as registry
+from scopegate.services.deny_list import DenyList
 from scopegate.services.oauth import clients, tokens
 from scopegate.services.oauth.metadata_documents import MetadataDocuments
 from scopegate.settings import Settings
@@ -133,10 +134,12 @@ class Consent:
 
 @dataclass(frozen=True)
 class ServerContext:
-    """What a server needs besides its session: settings and the document fetcher."""
+    """What a server needs besides its session: settings, the document fetcher, and the
+    deny list (a revoked access token takes its agent tokens with it)."""
 
     settings: Settings
     documents: MetadataDocuments
+    deny_list: DenyList
 
 
 class _Issuer(IssuerParameter):

@@ -25,6 +25,7 @@ from scopegate.core.access import Principal
 from scopegate.core.changes import Change, Topic
 from scopegate.core.token_kinds import TokenKind
 from scopegate.services.authentication import UNKNOWN, StoredCredential
+from scopegate.services.deny_list import DenyList
 from scopegate.services.oauth.clients import Client
 from scopegate.store.models import Organization, User
 from scopegate.store.oauth_models import OAuthClient, OAuthGrant, OAuthToken
@@ -83,9 +84,10 @@ def save(db: Session, grant_id: int, response: dict[str, object], *,
     db.flush()
 
 
-def revoke_grant(db: Session, grant_id: int) -> None:
-    """Revoke a grant and every token of it; live access tokens are forgotten by every
-    process's cache (the change is announced after commit)."""
+def revoke_grant(db: Session, deny_list: DenyList, grant_id: int) -> None:
+    """Revoke a grant and every token of it: live access tokens are forgotten by every
+    process's cache (the change is announced after commit), and the agent tokens they
+    minted are denied."""
     now = utcnow()
     grant = db.get(OAuthGrant, grant_id)
     if grant is None:
@@ -97,8 +99,15 @@ def revoke_grant(db: Session, grant_id: int) -> None:
     for row in live:
         row.revoked_at = now
         if row.kind == ACCESS:
-            record_change(db, Change(Topic.CREDENTIAL, row.token_hash))
+            forget_access_token(db, deny_list, row)
     db.flush()
+
+
+def forget_access_token(db: Session, deny_list: DenyList, row: OAuthToken) -> None:
+    """After revoking access token ``row``: caches forget it, its agent tokens die."""
+    record_change(db, Change(Topic.CREDENTIAL, row.token_hash))
+    if row.expires_at > utcnow():  # an expired one minted nothing that still lives
+        deny_list.deny_parent(db, oauth_token_ref(row.id, row.token_hash))
 
 
 @dataclass(frozen=True)
@@ -234,12 +243,13 @@ def list_authorizations(db: Session, user_id: int) -> list[Authorization]:
     return list(by_client.values())
 
 
-def revoke_authorization(db: Session, user_id: int, client_id: str) -> int:
+def revoke_authorization(db: Session, deny_list: DenyList, user_id: int,
+                         client_id: str) -> int:
     """Revoke every grant the person gave ``client_id``: its tokens stop at once."""
     grant_ids = list(db.scalars(
         select(OAuthGrant.id).join(OAuthClient, OAuthClient.id == OAuthGrant.client_pk)
         .where(OAuthGrant.user_id == user_id, OAuthClient.client_id == client_id[:512],
                OAuthGrant.revoked_at.is_(None))))
     for grant_id in grant_ids:
-        revoke_grant(db, grant_id)
+        revoke_grant(db, deny_list, grant_id)
     return len(grant_ids)

@@ -119,6 +119,14 @@ class GrantOut(ApiModel):
         )
 
 
+def _acting(principal: Principal, claimed: str | None) -> str | None:
+    """Who acts (``act``): for an OAuth access token, its client, whatever the body
+    claims; otherwise the name the caller gives."""
+    if principal.kind is TokenKind.OAUTH_ACCESS:
+        return principal.agent
+    return claimed
+
+
 @router.post("/organizations/{org}/agent/token/", response_model=MintResponse, status_code=201)
 def mint_agent_token(
     request: Request,
@@ -139,7 +147,7 @@ def mint_agent_token(
         requested=frozenset(body.requested_scopes) if body.requested_scopes is not None
         else None,
         ttl_seconds=body.ttl_seconds,
-        agent=body.agent,
+        agent=_acting(oa.access.principal, body.agent),
         request=request_info(request),
     )
     return MintResponse(
