@@ -22,7 +22,7 @@ def _claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def _access_token(web: TestClient, app) -> str:  # noqa: ANN001
+def _access_token(web: TestClient, app) -> str:
     verifier, challenge = pkce()
     page = web.get("/oauth/authorize?" + urlencode(authorize_params(
         app.client.client_id, challenge)), follow_redirects=False)

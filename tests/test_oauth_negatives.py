@@ -269,3 +269,37 @@ def test_odd_authorization_requests_never_fail_with_a_500(signed_in: TestClient,
         answer = _authorize(signed_in, {**base, **change})
         assert answer.status_code in (303, 400), (change, answer.status_code)
         assert '"quoted"' not in answer.headers.get("location", "")
+
+
+# -- the consent page --------------------------------------------------------------------
+
+def test_the_consent_page_cannot_be_framed_and_sends_forms_only_to_us_and_the_client(
+        signed_in: TestClient, confidential) -> None:
+    _, challenge = pkce()
+    page = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge))
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    policy = {d.split()[0]: d.split()[1:] for d in
+              page.headers["content-security-policy"].split("; ")}
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["form-action"] == ["'self'", "http://127.0.0.1:9999"]
+    assert 'name="csrf_token"' in page.text
+
+
+def test_a_consent_without_the_csrf_token_is_refused(signed_in: TestClient,
+                                                     confidential) -> None:
+    _, challenge = pkce()
+    page = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge))
+    forged = {k: v for k, v in _hidden(page) if k != "csrf_token"}
+    answer = signed_in.post("/oauth/authorize", data={**forged, "decision": "approve",
+                                                      "orgs": "acme"},
+                            follow_redirects=False)
+    assert answer.status_code == 403
+    assert "location" not in answer.headers
+
+
+def _hidden(page):
+    from support.oauth import consent_form
+
+    return consent_form(page)

@@ -12,7 +12,9 @@ A pure ASGI middleware that edits the ``http.response.start`` message: Starlette
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +23,22 @@ PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
 )
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def page_policy_sending_forms_to(redirect_uri: str) -> str:
+    """``PAGE_POLICY`` whose ``form-action`` also admits ``redirect_uri``'s origin.
+
+    Browsers apply ``form-action`` to the redirects a form submission follows, so the
+    consent page's answer (a 303 to the client) needs the client's origin listed. Only a
+    plain origin is ever added; anything else leaves the policy as it is."""
+    parts = urlsplit(redirect_uri)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if not _ORIGIN.fullmatch(origin):
+        return PAGE_POLICY
+    return PAGE_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
 #: Everything else (JSON, CSS, redirects, plain text) loads nothing when opened directly.
 DOCUMENT_POLICY = "default-src 'none'; frame-ancestors 'none'"
 #: Default for responses that set no ``Cache-Control`` of their own.

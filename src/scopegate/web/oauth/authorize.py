@@ -37,6 +37,7 @@ from scopegate.services.oauth.server import (
 from scopegate.web.auth import declared_scope_maps
 from scopegate.web.oauth import adapter
 from scopegate.web.runtime import runtime
+from scopegate.web.security_headers import page_policy_sending_forms_to
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
@@ -135,12 +136,15 @@ def _consent_page(request: Request, me: WebUser, oauth_request: OAuthRequest, pa
     requested = registry.parse(oauth_request.scope or "")
     hidden = [(k, v) for k, values in oauth_request.payload.datalist.items()
               if k not in PAGE_FIELDS for v in values]
-    return render(
+    response = render(
         request, "consent.html", status, me=me, client=client, action=PATH, user_code=None,
         redirect_host=urlsplit(page.grant.redirect_uri).netloc, hidden=hidden,
         rows=_scope_rows(request, requested, page.choices), choices=page.choices,
         grantable=any(s in c.held for c in page.choices for s in requested), error=page.error,
     )
+    response.headers["Content-Security-Policy"] = page_policy_sending_forms_to(
+        page.grant.redirect_uri)
+    return response
 
 
 @router.get(PATH)
