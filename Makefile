@@ -27,6 +27,7 @@ help:
 	@echo "make bench   authentication/authorization cost and HTTP throughput figures"
 	@echo "make bench-agent   agent-token verify cost; mint rate at 10k vs 1M grant rows (PostgreSQL)"
 	@echo "make bench-throughput   req/s vs plain and PyJWT routes (wrk); mint/approval rates vs 5b679ea"
+	@echo "make bench-oauth   token endpoint: code exchanges and refreshes/s next to a bare route"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -81,3 +82,10 @@ BENCH_RATES_ARGS ?=
 bench-throughput: $(STAMP)
 	$(BIN)/python bench/throughput.py $(BENCH_THROUGHPUT_ARGS)
 	$(BIN)/python bench/rates.py $(BENCH_RATES_ARGS)
+
+# Token endpoint rates (bench/oauth_tokens.py): SQLite, plus PostgreSQL when
+# SCOPEGATE_BENCH_DATABASE_URL is set. E.g. `make bench-oauth BENCH_OAUTH_ARGS="--count 500"`.
+BENCH_OAUTH_ARGS ?=
+.PHONY: bench-oauth
+bench-oauth: $(STAMP)
+	$(BIN)/python bench/oauth_tokens.py $(BENCH_OAUTH_ARGS)
