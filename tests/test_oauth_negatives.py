@@ -303,3 +303,52 @@ def _hidden(page):
     from support.oauth import consent_form
 
     return consent_form(page)
+
+
+# -- dynamic registrations expire unless used ---------------------------------------------
+
+def _register_dynamically(web: TestClient) -> str:
+    answer = web.post("/oauth/register", json={
+        "client_name": "Drive-by", "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "none", "application_type": "native"})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["client_id"]
+
+
+def _age_registrations(session: Session) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from scopegate.store.oauth_models import OAuthClient
+    from scopegate.store.types import utcnow
+
+    session.execute(update(OAuthClient).where(OAuthClient.expires_at.is_not(None))
+                    .values(expires_at=utcnow() - timedelta(seconds=1)))
+    session.commit()
+
+
+def test_a_registration_never_used_expires_and_is_purged(signed_in: TestClient,
+                                                         session: Session) -> None:
+    from scopegate.services.oauth import clients
+
+    unused = _register_dynamically(signed_in)
+    used = _register_dynamically(signed_in)
+    verifier, challenge = pkce()
+    code = _code(signed_in, used, challenge)
+    assert _exchange(signed_in, used, None, code, verifier).status_code == 200
+    _age_registrations(session)  # the registration window has passed
+
+    _, challenge = pkce()
+    refused = _authorize(signed_in, authorize_params(unused, challenge))
+    assert refused.status_code == 400 and "location" not in refused.headers
+    still = _authorize(signed_in, authorize_params(used, challenge))
+    assert still.status_code == 200  # it completed an authorization: it stays
+    assert clients.purge_unused_registrations(session) == 1
+    session.commit()
+    from sqlalchemy import select
+
+    from scopegate.store.oauth_models import OAuthClient
+
+    remaining = set(session.scalars(select(OAuthClient.client_id)))
+    assert used in remaining and unused not in remaining
