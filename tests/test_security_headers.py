@@ -100,6 +100,9 @@ def test_every_page_carries_the_security_headers(client: TestClient, world: Worl
     assert_page(client.get("/account"), 200)
     assert_page(client.get(APPROVAL), 200)
     assert_page(client.get("/agent/sessions"), 200)
+    assert_page(client.get("/apps"), 200)
+    assert_page(client.get("/apps/authorized"), 200)
+    assert_page(client.get("/oauth/device"), 200)
     audit = client.get("/organizations/acme/audit-log")
     assert_page(audit, 200)
     assert 'id="audit"' in audit.text

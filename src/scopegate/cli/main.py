@@ -5,21 +5,18 @@ Commands that create a credential print its secret exactly once, on stdout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.orm import Session
 
+from scopegate.cli.apps import app_app
+from scopegate.cli.units import err, store
 from scopegate.core import scopes as registry
 from scopegate.runtime.prepare import prepare
-from scopegate.runtime.process import Runtime
 from scopegate.services import credentials, directory, issues
-from scopegate.services.errors import ServiceError
-from scopegate.settings import Settings, get_settings
+from scopegate.settings import get_settings
 from scopegate.store.db import make_sessionmaker
 
 app = typer.Typer(help="scopegate: least-privilege credentials for agents.", no_args_is_help=True)
@@ -31,34 +28,12 @@ issue_app = typer.Typer(help="Issues.", no_args_is_help=True)
 token_app = typer.Typer(help="User tokens.", no_args_is_help=True)
 orgtoken_app = typer.Typer(help="Org tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Agent-token signing keys.", no_args_is_help=True)
-for name, sub in [("keys", keys_app), ("user", user_app), ("org", org_app), ("member", member_app),
-                  ("project", project_app), ("issue", issue_app), ("token", token_app),
-                  ("orgtoken", orgtoken_app)]:
+for name, sub in [("app", app_app), ("keys", keys_app), ("user", user_app), ("org", org_app),
+                  ("member", member_app), ("project", project_app), ("issue", issue_app),
+                  ("token", token_app), ("orgtoken", orgtoken_app)]:
     app.add_typer(sub, name=name)
 
 console = Console()
-err = Console(stderr=True)
-
-
-@contextmanager
-def store(settings: Settings | None = None) -> Iterator[Session]:
-    """A session of a prepared database, in one transaction, on the same ``Runtime`` the
-    server builds (so what a command changes is announced to running servers like any
-    other change); service errors exit with code 1."""
-    settings = settings or get_settings()
-    prepare(settings)
-    runtime = Runtime.build(settings)
-    session = runtime.factory()
-    try:
-        yield session
-        session.commit()
-    except ServiceError as error:
-        session.rollback()
-        err.print(f"[red]error:[/red] {error.detail}")
-        raise typer.Exit(1) from None
-    finally:
-        session.close()
-        runtime.close()
 
 
 @app.command()

@@ -21,14 +21,14 @@ from scopegate import __version__
 from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
 from scopegate.web import errors, jwks
-from scopegate.web.api import agent, audit, issues, organizations, releases, tokens
+from scopegate.web.api import agent, audit, issues, oauth_apps, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
 from scopegate.web.oauth import authorize, device_page
 from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.security_headers import SecurityHeadersMiddleware
-from scopegate.web.ui import approvals, pages
+from scopegate.web.ui import approvals, apps, pages
 from scopegate.web.ui.rendering import STATIC_DIR
 
 API_PREFIX = "/api/0"
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = rt
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    for module in (organizations, issues, releases, tokens, agent, audit):
+    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(device_page.router)
     app.include_router(pages.router)
     app.include_router(approvals.router)
+    app.include_router(apps.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outermost last: the security headers on every response, refusals included; then a
