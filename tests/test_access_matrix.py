@@ -114,6 +114,11 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/api/0/api-tokens/", None, kinds=PERSON_KINDS,
         body=lambda c: {"scopes": ["event:read"], "name": "matrix"}),
     Row("DELETE", "/api/0/api-tokens/{token_id}/", None, kinds=PERSON_KINDS),
+    # My OAuth apps and the apps I authorized: a person's own, like user tokens.
+    Row("GET", "/api/0/oauth-apps/", None, kinds=PERSON_KINDS),
+    Row("POST", "/api/0/oauth-apps/", None, kinds=PERSON_KINDS,
+        body=lambda c: {"name": "matrix", "redirectUris": ["https://matrix.test/cb"]}),
+    Row("GET", "/api/0/oauth-authorizations/", None, kinds=PERSON_KINDS),
 )
 
 #: OpenAPI operations deliberately outside this matrix, with the reason.
@@ -125,6 +130,13 @@ NOT_IN_MATRIX = {
     ("GET", "/api/0/agent/grants/"),
     ("DELETE", "/api/0/agent/grants/{grant_id}/"),
     ("GET", "/api/0/organizations/{org}/audit-logs/"),
+    # One app or authorization of the caller's own: owner-only (another person's is 404)
+    # and person-only, in tests/test_oauth_apps.py.
+    ("GET", "/api/0/oauth-apps/{client_id}/"),
+    ("PUT", "/api/0/oauth-apps/{client_id}/"),
+    ("DELETE", "/api/0/oauth-apps/{client_id}/"),
+    ("POST", "/api/0/oauth-apps/{client_id}/rotate-secret/"),
+    ("DELETE", "/api/0/oauth-authorizations/{client_id}/"),
 }
 
 #: The organizations each org-scoped endpoint is tried against.

@@ -207,3 +207,31 @@ def test_metadata_documents_on_loopback_are_refused_by_default(database_url: str
             follow_redirects=False)
         assert answer.status_code == 400
         assert "location" not in answer.headers
+
+
+def test_device_codes_expire(database_url: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from scopegate.store.oauth_models import OAuthDeviceCode
+    from scopegate.store.types import utcnow
+
+    with scopegate(database_url) as (server, world), \
+            httpx.Client(base_url=server.base_url) as browser:
+        with server.app.state.runtime.factory() as db:
+            app = register(db, world.users["owner"], public=True)
+        grant = httpx.post(server.url("/oauth/device/code"), data={
+            "client_id": app.client.client_id}).json()
+        with server.app.state.runtime.factory() as db:  # its lifetime has passed
+            db.execute(update(OAuthDeviceCode).values(expires_at=utcnow() - timedelta(1)))
+            db.commit()
+        polled = httpx.post(server.url("/oauth/token"), data={
+            "grant_type": DEVICE_GRANT, "device_code": grant["device_code"],
+            "client_id": app.client.client_id})
+        assert polled.status_code == 400
+        assert polled.json()["error"] == "expired_token"
+        login(browser, World.email("member"))
+        typed = browser.post("/oauth/device", data={"user_code": grant["user_code"],
+                                                    "csrf_token": _csrf(browser)})
+        assert typed.status_code == 400 and "unknown or expired" in typed.text

@@ -26,6 +26,36 @@ router = APIRouter(route_class=TransactionalRoute, tags=["oauth"])
 TOKEN_HINTS = frozenset({"access_token", "refresh_token"})
 
 
+def _body(media_type: str, required: list[str], fields: dict[str, str]) -> dict[str, Any]:
+    """An ``openapi_extra`` describing a body these endpoints read themselves."""
+    schema = {"type": "object", "required": required,
+              "properties": {name: {"type": "string", "description": text}
+                             for name, text in fields.items()}}
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
+
+
+_FORM = "application/x-www-form-urlencoded"
+_CLIENT = {"client_id": "public clients (or client_secret_post)",
+           "client_secret": "client_secret_post; or HTTP Basic (client_secret_basic)"}
+TOKEN_BODY = _body(_FORM, ["grant_type"], {
+    "grant_type": "authorization_code, refresh_token or "
+                  "urn:ietf:params:oauth:grant-type:device_code",
+    "code": "authorization_code", "redirect_uri": "authorization_code",
+    "code_verifier": "authorization_code (PKCE S256)", "refresh_token": "refresh_token",
+    "scope": "refresh_token: a subset of the granted scopes", "device_code": "device_code",
+    "resource": "RFC 8707: the resource the token is for", **_CLIENT})
+TOKEN_TYPE_BODY = _body(_FORM, ["token"], {
+    "token": "an access (sgp_) or refresh (sgr_) token",
+    "token_type_hint": "access_token or refresh_token", **_CLIENT})
+DEVICE_BODY = _body(_FORM, ["client_id"], {
+    "scope": "space-separated scopes", "resource": "RFC 8707", **_CLIENT})
+REGISTER_BODY = _body("application/json", ["redirect_uris"], {
+    "redirect_uris": "array of https (or, for native apps, loopback http) URIs",
+    "client_name": "shown on the consent page", "client_uri": "homepage",
+    "token_endpoint_auth_method": "none, client_secret_basic or client_secret_post",
+    "grant_types": "array", "application_type": "web or native", "scope": "space-separated"})
+
+
 @router.get("/.well-known/oauth-authorization-server")
 async def authorization_server_metadata(request: Request) -> Response:
     """RFC 8414: what this authorization server supports."""
@@ -41,7 +71,7 @@ async def _read(request: Request) -> Any:
         return adapter.invalid_request(bad.description)
 
 
-@router.post(ENDPOINTS["token_endpoint"])
+@router.post(ENDPOINTS["token_endpoint"], openapi_extra=TOKEN_BODY)
 async def token(request: Request) -> Response:
     """RFC 6749 §3.2: code, refresh token and device code exchanges."""
     oauth_request = await _read(request)
@@ -73,19 +103,19 @@ async def _token_endpoint(request: Request, name: str) -> Response:
     return adapter.to_response(answer)
 
 
-@router.post(ENDPOINTS["revocation_endpoint"])
+@router.post(ENDPOINTS["revocation_endpoint"], openapi_extra=TOKEN_TYPE_BODY)
 async def revoke(request: Request) -> Response:
     """RFC 7009: a client revokes one of its tokens (a refresh token ends its grant)."""
     return await _token_endpoint(request, "revocation")
 
 
-@router.post(ENDPOINTS["introspection_endpoint"])
+@router.post(ENDPOINTS["introspection_endpoint"], openapi_extra=TOKEN_TYPE_BODY)
 async def introspect(request: Request) -> Response:
     """RFC 7662: a confidential client asks about one of its own tokens."""
     return await _token_endpoint(request, "introspection")
 
 
-@router.post(ENDPOINTS["device_authorization_endpoint"])
+@router.post(ENDPOINTS["device_authorization_endpoint"], openapi_extra=DEVICE_BODY)
 async def device_authorization(request: Request) -> Response:
     """RFC 8628 §3.1: a device asks for a device code and a user code."""
     oauth_request = await _read(request)
@@ -96,7 +126,8 @@ async def device_authorization(request: Request) -> Response:
     return adapter.to_response(answer)
 
 
-@router.post(ENDPOINTS["registration_endpoint"], status_code=201)
+@router.post(ENDPOINTS["registration_endpoint"], status_code=201,
+             openapi_extra=REGISTER_BODY)
 async def register(request: Request) -> Response:
     """RFC 7591: register a client (open; an unused registration expires)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
