@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import urlencode
 
 from fastapi.testclient import TestClient
 
 from support.agent import mint_agent
 from support.http import bearer
-from support.oauth import REDIRECT_URI, authorize_params, decide, pkce, query_of
+from support.oauth import access_token
 
 ISSUES = "/api/0/organizations/acme/issues/"
 
@@ -22,22 +21,9 @@ def _claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def _access_token(web: TestClient, app) -> str:
-    verifier, challenge = pkce()
-    page = web.get("/oauth/authorize?" + urlencode(authorize_params(
-        app.client.client_id, challenge)), follow_redirects=False)
-    code = query_of(decide(web, page, "approve").headers["location"])["code"]
-    answer = web.post("/oauth/token", data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier, "client_id": app.client.client_id,
-        "client_secret": app.client_secret})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
-
-
 def test_an_oauth_token_mints_agent_tokens_acting_as_its_client(signed_in: TestClient,
                                                                 confidential) -> None:
-    access = _access_token(signed_in, confidential)
+    access = access_token(signed_in, confidential)
     minted = mint_agent(signed_in, bearer(access), sessionId="cli-1", agent="someone-else")
     assert minted.status_code == 201, minted.text
     claims = _claims(minted.json()["token"])
@@ -61,7 +47,7 @@ def _claims_exp_bound(web: TestClient, access: str) -> int:
 
 def test_revoking_an_authorized_app_stops_its_tokens_and_their_agent_tokens(
         signed_in: TestClient, confidential) -> None:
-    access = _access_token(signed_in, confidential)
+    access = access_token(signed_in, confidential)
     agent = mint_agent(signed_in, bearer(access), sessionId="cli-2").json()["token"]
     assert signed_in.get(ISSUES, headers=bearer(agent)).status_code == 200
 

@@ -78,19 +78,10 @@ def test_bad_app_input_is_refused_without_echo(web: TestClient, session: Session
 
 def test_oauth_and_agent_tokens_cannot_manage_apps(signed_in: TestClient,
                                                    confidential) -> None:
-    from urllib.parse import urlencode
-
     from support.agent import mint_agent
-    from support.oauth import REDIRECT_URI, authorize_params, decide, pkce, query_of
+    from support.oauth import access_token
 
-    verifier, challenge = pkce()
-    page = signed_in.get("/oauth/authorize?" + urlencode(authorize_params(
-        confidential.client.client_id, challenge)), follow_redirects=False)
-    code = query_of(decide(signed_in, page, "approve").headers["location"])["code"]
-    access = signed_in.post("/oauth/token", data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier, "client_id": confidential.client.client_id,
-        "client_secret": confidential.client_secret}).json()["access_token"]
+    access = access_token(signed_in, confidential)
     agent = mint_agent(signed_in, bearer(access)).json()["token"]
     for credential in (access, agent):
         assert signed_in.post(APPS, json=NEW_APP, headers=bearer(credential)).status_code == 403

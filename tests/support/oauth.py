@@ -67,3 +67,22 @@ def approve(browser: httpx.Client, authorize_url: str,
 
 def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def access_token(browser: httpx.Client, app: clients.NewClient,
+                 orgs: tuple[str, ...] = ("acme",)) -> str:
+    """The signed-in person approves ``app``; the code is exchanged (client_secret_post,
+    or none for a public app); the access token."""
+    from urllib.parse import urlencode
+
+    verifier, challenge = pkce()
+    page = browser.get("/oauth/authorize?" + urlencode(authorize_params(
+        app.client.client_id, challenge)), follow_redirects=False)
+    code = query_of(decide(browser, page, "approve", orgs).headers["location"])["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": app.client.client_id}
+    if app.client_secret is not None:
+        data["client_secret"] = app.client_secret
+    answer = browser.post("/oauth/token", data=data)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]

@@ -40,6 +40,11 @@ def org_choices(db: Session, user_id: int) -> list[OrgChoice]:
     ]
 
 
+def held(choices: list[OrgChoice]) -> frozenset[str]:
+    """The scopes held in at least one of ``choices``."""
+    return frozenset().union(*(c.held for c in choices))
+
+
 def decide(user_id: int, requested: frozenset[str], choices: list[OrgChoice],
            chosen_slugs: Iterable[str], *, org_bound: bool) -> Consent:
     """The consent for ``chosen_slugs`` (``Invalid`` naming the rule when it can't be)."""
@@ -49,8 +54,7 @@ def decide(user_id: int, requested: frozenset[str], choices: list[OrgChoice],
         raise Invalid("Choose one or more of your organizations.")
     if org_bound and len(picked) != 1:
         raise Invalid("This app works in exactly one organization: choose one.")
-    held = frozenset().union(*(c.held for c in picked))
-    scopes = frozenset(s for s in requested if s in held)
+    scopes = requested & held(picked)
     if not scopes:
         raise Invalid("You hold none of the requested scopes in the chosen organizations.")
     return Consent(user_id=user_id, scopes=scopes, org_ids=frozenset(c.id for c in picked))

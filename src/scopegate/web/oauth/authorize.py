@@ -23,7 +23,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scopegate.core import scopes as registry
-from scopegate.core.permissions import actions_for_scope
 from scopegate.services.errors import Invalid
 from scopegate.services.oauth import consent
 from scopegate.services.oauth.metadata import ENDPOINTS
@@ -34,11 +33,11 @@ from scopegate.services.oauth.server import (
     OAuthResponse,
     Person,
 )
-from scopegate.web.auth import declared_scope_maps
 from scopegate.web.oauth import adapter
 from scopegate.web.runtime import runtime
 from scopegate.web.security_headers import page_policy_sending_forms_to
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
+from scopegate.web.ui.approvals import scope_rows
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
@@ -121,15 +120,6 @@ async def _read(request: Request) -> _Submitted | Response:
                       query.payload.datalist.get("orgs", []))
 
 
-def _scope_rows(request: Request, requested: frozenset[str],
-                choices: list[consent.OrgChoice]) -> list[dict[str, Any]]:
-    maps = declared_scope_maps(request.app.routes)
-    held = frozenset().union(*(c.held for c in choices)) if choices else frozenset()
-    return [{"scope": s, "description": registry.DESCRIPTIONS[s],
-             "actions": actions_for_scope(s, maps), "held": s in held}
-            for s in registry.ordered(requested)]
-
-
 def _consent_page(request: Request, me: WebUser, oauth_request: OAuthRequest, page: _Page,
                   status: int = 200) -> Response:
     client = page.grant.client
@@ -139,8 +129,8 @@ def _consent_page(request: Request, me: WebUser, oauth_request: OAuthRequest, pa
     response = render(
         request, "consent.html", status, me=me, client=client, action=PATH, user_code=None,
         redirect_host=urlsplit(page.grant.redirect_uri).netloc, hidden=hidden,
-        rows=_scope_rows(request, requested, page.choices), choices=page.choices,
-        grantable=any(s in c.held for c in page.choices for s in requested), error=page.error,
+        rows=scope_rows(request, requested, consent.held(page.choices)), choices=page.choices,
+        grantable=bool(requested & consent.held(page.choices)), error=page.error,
     )
     response.headers["Content-Security-Policy"] = page_policy_sending_forms_to(
         page.grant.redirect_uri)

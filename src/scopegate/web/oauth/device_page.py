@@ -16,13 +16,11 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scopegate.core import scopes as registry
-from scopegate.core.permissions import actions_for_scope
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.services.oauth import consent, device
-from scopegate.web.auth import declared_scope_maps
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
+from scopegate.web.ui.approvals import scope_rows
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 
@@ -99,14 +97,11 @@ async def device_decision(
 def _consent(request: Request, me: WebUser, found: device.DeviceRequest,
              choices: list[consent.OrgChoice], error: str | None = None,
              status: int = 200) -> Response:
-    maps = declared_scope_maps(request.app.routes)
-    held = frozenset().union(*(c.held for c in choices)) if choices else frozenset()
-    rows = [{"scope": s, "description": registry.DESCRIPTIONS[s],
-             "actions": actions_for_scope(s, maps), "held": s in held}
-            for s in registry.ordered(found.scopes)]
+    held = consent.held(choices)
     client = {"name": found.client_name, "verified": found.client_verified,
               "registration": "", "client_id": found.client_id, "org_bound": False}
     return render(request, "consent.html", status, me=me, client=client,
                   action=device.DEVICE_PATH, redirect_host=None, user_code=found.user_code,
-                  hidden=[("user_code", found.user_code)], rows=rows, choices=choices,
-                  grantable=any(s in held for s in found.scopes), error=error)
+                  hidden=[("user_code", found.user_code)],
+                  rows=scope_rows(request, found.scopes, held), choices=choices,
+                  grantable=bool(found.scopes & held), error=error)

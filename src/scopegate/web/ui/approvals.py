@@ -35,7 +35,8 @@ def _problem(request: Request, me: WebUser, status: int, title: str, message: st
     return render(request, "error.html", status, me=me, title=title, message=message)
 
 
-def _scope_rows(request: Request, requested: frozenset[str], held: frozenset[str]) -> list[dict]:
+def scope_rows(request: Request, requested: frozenset[str], held: frozenset[str]) -> list[dict]:
+    """Each requested scope: its description, what it unlocks here, whether it is held."""
     maps = declared_scope_maps(request.app.routes)
     return [
         {
@@ -82,7 +83,7 @@ async def approval_page(
     ]
     return render(
         request, "approve.html", me=me, org=oa.org, session_id=session, agent=agent,
-        rows=_scope_rows(request, requested, held), choices=choices,
+        rows=scope_rows(request, requested, held), choices=choices,
         default_lifetime=grants.DEFAULT_LIFETIME,
         grantable=any(scope in held for scope in requested),
     )
