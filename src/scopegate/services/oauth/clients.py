@@ -225,11 +225,11 @@ def delete_app(db: Session, deny_list: DenyList, owner_id: int | None, client_id
     db.flush()
 
 
-def find_client(db: Session, client_id: str | None, documents: MetadataDocuments, *,
-                keep: bool = True) -> Client | None:
-    """The client ``client_id`` names: a row, or a metadata document fetched (and, with
-    ``keep``, its row written in step with it; without, a read-only unit may ask and gets
-    ``pk`` 0 for a document never kept). ``None`` when there is no such client."""
+def find_client(db: Session, client_id: str | None,
+                documents: MetadataDocuments) -> Client | None:
+    """The client ``client_id`` names: a row, or a metadata document fetched (and its row
+    written in step with it, so codes and grants can refer to it). ``None`` when there is
+    no such client, or a dynamic registration expired unused."""
     if not client_id or len(client_id) > URI_MAX:
         return None
     row = db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
@@ -241,17 +241,7 @@ def find_client(db: Session, client_id: str | None, documents: MetadataDocuments
         document = documents.get(client_id)
     except MetadataDocumentError:
         return None
-    if not keep:
-        return _document_client(row.id if row is not None else 0, document)
     return _client(_keep_document(db, row, document))
-
-
-def _document_client(pk: int, document: ClientMetadataDocument) -> Client:
-    return Client(
-        pk=pk, client_id=document.client_id, name=document.client_name[:NAME_MAX],
-        homepage=(document.client_uri or "")[:URI_MAX], redirect_uris=document.redirect_uris,
-        grant_types=(AUTHORIZATION_CODE, REFRESH_TOKEN), is_public=True, secret_hash=None,
-        org_bound=False, registration=METADATA, application_type="web", owner_id=None)
 
 
 def _keep_document(db: Session, row: OAuthClient | None,

@@ -113,10 +113,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         consent: Consent = request.consent
-        client = clients.find_client(self.server.db, request.client.client_id,
-                                     self.server.ctx.documents)  # a document's row, kept
-        if client is None:
-            raise InvalidRequestError("The client is no longer registered.")
+        client: clients.Client = request.client  # a document's client has its row by now
         self.server.db.add(OAuthCode(
             code_hash=tokens.token_hash(code), client_pk=client.pk, user_id=consent.user_id,
             redirect_uri=request.payload.redirect_uri, scopes=consent.scopes,

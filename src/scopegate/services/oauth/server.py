@@ -153,7 +153,7 @@ class _Issuer(IssuerParameter):
 class AuthorizationServer(_AuthorizationServer):
     """Authlib's server, answering from ``db``; build one per unit of work."""
 
-    def __init__(self, db: Session, ctx: ServerContext, *, keep_clients: bool = True) -> None:
+    def __init__(self, db: Session, ctx: ServerContext) -> None:
         super().__init__(scopes_supported=GRANTABLE_SCOPES)
         # Imported here: the grant modules import this one for its request types.
         from scopegate.services.oauth import device, endpoints, grants
@@ -161,7 +161,6 @@ class AuthorizationServer(_AuthorizationServer):
         self.db = db
         self.ctx = ctx
         self.settings = ctx.settings
-        self._keep_clients = keep_clients
         self.register_token_generator("default", self._generate)
         grants.register(self)
         device.register(self)
@@ -170,8 +169,7 @@ class AuthorizationServer(_AuthorizationServer):
 
     # -- what Authlib asks of an integration -----------------------------------------
     def query_client(self, client_id: str | None) -> clients.Client | None:
-        return clients.find_client(self.db, client_id, self.ctx.documents,
-                                   keep=self._keep_clients)
+        return clients.find_client(self.db, client_id, self.ctx.documents)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         # The grants store their tokens themselves (they know the grant family).

@@ -101,11 +101,11 @@ def invalid_request(description: str) -> Response:
 
 
 async def answer(request: Request, call: Callable[[AuthorizationServer], OAuthResponse], *,
-                 writes: bool = True, keep_clients: bool = True) -> OAuthResponse:
+                 writes: bool = True) -> OAuthResponse:
     """``call(server)`` in one unit of work on a server bound to its session."""
     rt = runtime(request)
 
     def work(db: Session) -> OAuthResponse:
-        return call(AuthorizationServer(db, rt.oauth, keep_clients=keep_clients))
+        return call(AuthorizationServer(db, rt.oauth))
 
     return await unit_of_work(rt, work, writes=writes)
