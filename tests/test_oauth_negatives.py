@@ -352,3 +352,38 @@ def test_a_registration_never_used_expires_and_is_purged(signed_in: TestClient,
 
     remaining = set(session.scalars(select(OAuthClient.client_id)))
     assert used in remaining and unused not in remaining
+
+
+def test_codes_and_tokens_are_purged_a_day_after_they_expire(signed_in: TestClient,
+                                                               session: Session,
+                                                               confidential) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from scopegate.services.oauth.purge import purge_expired
+    from scopegate.store.oauth_models import OAuthCode, OAuthToken
+    from scopegate.store.types import utcnow
+
+    fresh = _tokens(signed_in, confidential)
+    old = _tokens(signed_in, confidential)
+    codes = session.scalar(select(func.count()).select_from(OAuthCode))
+    assert purge_expired(session) == 0  # nothing has expired yet
+    session.commit()
+    old_hashes = [tokens_hash(old["access_token"]), tokens_hash(old["refresh_token"])]
+    session.execute(update(OAuthToken).where(OAuthToken.token_hash.in_(old_hashes))
+                    .values(expires_at=utcnow() - timedelta(days=2)))
+    session.execute(update(OAuthCode).values(expires_at=utcnow() - timedelta(days=2)))
+    session.commit()
+    assert purge_expired(session) == codes + 2
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(OAuthToken)) == 2
+    assert signed_in.get(ISSUES, headers=bearer(fresh["access_token"])).status_code == 200
+    gone = _refresh(signed_in, confidential, old["refresh_token"])
+    assert gone.json()["error"] == "invalid_grant"
+
+
+def tokens_hash(token: str) -> str:
+    from scopegate.services.oauth.tokens import token_hash
+
+    return token_hash(token)

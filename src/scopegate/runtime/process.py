@@ -37,7 +37,7 @@ from scopegate.services.grant_cache import GrantCache
 from scopegate.services.keys import KeyRing
 from scopegate.services.last_used import LastUsed
 from scopegate.services.login_throttle import Budgets, LoginThrottle
-from scopegate.services.oauth import clients as oauth_clients
+from scopegate.services.oauth import purge as oauth_purge
 from scopegate.services.oauth import tokens as oauth_tokens
 from scopegate.services.oauth.metadata_documents import MetadataDocuments
 from scopegate.services.oauth.server import ServerContext
@@ -54,6 +54,8 @@ log = logging.getLogger("scopegate.runtime")
 BACKGROUND_CONNECTIONS = 4
 #: How often noted last-used times are written.
 LAST_USED_FLUSH_SECONDS = 10.0
+#: How often expired OAuth codes, tokens and unused registrations are deleted.
+OAUTH_PURGE_SECONDS = 600.0
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Runtime:
 
     def _run_upkeep(self) -> None:
         interval = self.feed.cache_seconds / 2
-        flushed_at = 0.0
+        flushed_at = purged_at = 0.0
         elapsed = 0.0
         while not self._stop.wait(interval):
             self._confirm()
@@ -211,15 +213,16 @@ class Runtime:
             if elapsed - flushed_at >= LAST_USED_FLUSH_SECONDS:
                 flushed_at = elapsed
                 self._flush_last_used()
-                self._purge_unused_registrations()
+            if elapsed - purged_at >= OAUTH_PURGE_SECONDS:
+                purged_at = elapsed
+                self._purge_oauth()
 
-    def _purge_unused_registrations(self) -> None:
+    def _purge_oauth(self) -> None:
         try:
             with self.factory() as db, db.begin():
-                oauth_clients.purge_unused_registrations(db)
+                oauth_purge.purge_expired(db)
         except SQLAlchemyError as error:
-            log.warning("could not purge unused client registrations: %s",
-                        type(error).__name__)
+            log.warning("could not purge expired OAuth rows: %s", type(error).__name__)
 
     def _flush_last_used(self) -> None:
         try:
