@@ -387,3 +387,37 @@ def tokens_hash(token: str) -> str:
     from scopegate.services.oauth.tokens import token_hash
 
     return token_hash(token)
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+def test_the_metadata_lists_exactly_what_is_supported(web: TestClient) -> None:
+    from scopegate.core import scopes as registry
+
+    answer = web.get("/.well-known/oauth-authorization-server")
+    assert answer.status_code == 200
+    meta = answer.json()
+    base = OAUTH_BASE_URL
+    assert meta["issuer"] == base
+    assert {k: meta[k] for k in ("authorization_endpoint", "token_endpoint",
+                                 "revocation_endpoint", "introspection_endpoint",
+                                 "registration_endpoint",
+                                 "device_authorization_endpoint")} == {
+        "authorization_endpoint": base + "/oauth/authorize",
+        "token_endpoint": base + "/oauth/token", "revocation_endpoint": base + "/oauth/revoke",
+        "introspection_endpoint": base + "/oauth/introspect",
+        "registration_endpoint": base + "/oauth/register",
+        "device_authorization_endpoint": base + "/oauth/device/code"}
+    assert meta["response_types_supported"] == ["code"]
+    assert set(meta["grant_types_supported"]) == {
+        "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic", "client_secret_post", "none"}
+    assert set(meta["scopes_supported"]) == registry.ALL_SCOPES - registry.TOKEN_ONLY_SCOPES
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["client_id_metadata_document_supported"] is True
+    # Every endpoint it names answers (none is a 404).
+    for key in ("token_endpoint", "revocation_endpoint", "introspection_endpoint",
+                "device_authorization_endpoint"):
+        assert web.post(meta[key].removeprefix(base), data={}).status_code != 404, key
