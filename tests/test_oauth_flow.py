@@ -51,6 +51,10 @@ def test_code_flow_with_pkce_refresh_revocation_and_introspection(database_url: 
         assert seen["client_id"] == app.client.client_id
         assert seen["scope"] == "project:read event:read"
         assert seen["aud"] == server.base_url + "/api/0/"
+        assert seen["token_type"] == "Bearer"
+        refresh_seen = oauth.introspect_token(server.url("/oauth/introspect"),
+                                              token=token["refresh_token"]).json()
+        assert refresh_seen["active"] is True and "token_type" not in refresh_seen
 
         renewed = oauth.refresh_token(server.url("/oauth/token"),
                                       refresh_token=token["refresh_token"])

@@ -421,3 +421,24 @@ def test_the_metadata_lists_exactly_what_is_supported(web: TestClient) -> None:
     for key in ("token_endpoint", "revocation_endpoint", "introspection_endpoint",
                 "device_authorization_endpoint"):
         assert web.post(meta[key].removeprefix(base), data={}).status_code != 404, key
+
+
+def test_introspection_answers_a_confidential_client_about_its_own_tokens_only(
+        signed_in: TestClient, session: Session, people: World, confidential) -> None:
+    other = register(session, people.users["owner"], name="Other app")
+    public = register(session, people.users["owner"], public=True, name="Public app")
+    mine = _tokens(signed_in, confidential)["access_token"]
+
+    def introspect(client_id: str, secret: str | None):
+        if secret is None:
+            return signed_in.post("/oauth/introspect", data={"token": mine,
+                                                             "client_id": client_id})
+        return signed_in.post("/oauth/introspect", data={"token": mine},
+                              headers=_basic(client_id, secret))
+
+    assert introspect(confidential.client.client_id,
+                      confidential.client_secret).json()["active"] is True
+    assert introspect(other.client.client_id, other.client_secret).json() == {"active": False}
+    refused = introspect(public.client.client_id, None)
+    assert refused.status_code in (400, 401)
+    assert refused.json()["error"] == "invalid_client"

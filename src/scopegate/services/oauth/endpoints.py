@@ -69,17 +69,19 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return token.client_pk == client.pk
 
     def introspect_token(self, token: tokens.StoredToken) -> dict[str, Any]:
-        return {
+        payload = {
             "active": True,
             "scope": token.get_scope(),
             "client_id": token.client_id,
-            "token_type": "Bearer" if token.kind == tokens.ACCESS else "refresh_token",
             "exp": _timestamp(token.expires_at),
             "iat": _timestamp(token.issued_at),
             "sub": str(token.user_id),
             "aud": token.resource,
             "iss": self.server.settings.issuer,
         }
+        if token.kind == tokens.ACCESS:  # RFC 7662 §2.2: the RFC 6749 §7.1 type
+            payload["token_type"] = "Bearer"  # noqa: S105  (a token type, not a secret)
+        return payload
 
 
 def register(server: AuthorizationServer) -> None:
