@@ -12,8 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from scopegate.services.oauth.tokens import token_hash
 from support.http import bearer, login
-from support.oauth import REDIRECT_URI, authorize_params, decide, pkce, query_of, register
+from support.oauth import (
+    REDIRECT_URI,
+    authorize_params,
+    consent_form,
+    decide,
+    pkce,
+    query_of,
+    register,
+)
 from support.settings import OAUTH_BASE_URL
 from support.world import World
 
@@ -291,7 +300,7 @@ def test_a_consent_without_the_csrf_token_is_refused(signed_in: TestClient,
                                                      confidential) -> None:
     _, challenge = pkce()
     page = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge))
-    forged = {k: v for k, v in _hidden(page) if k != "csrf_token"}
+    forged = {k: v for k, v in consent_form(page) if k != "csrf_token"}
     answer = signed_in.post("/oauth/authorize", data={**forged, "decision": "approve",
                                                       "orgs": "acme"},
                             follow_redirects=False)
@@ -370,7 +379,7 @@ def test_codes_and_tokens_are_purged_a_day_after_they_expire(signed_in: TestClie
     codes = session.scalar(select(func.count()).select_from(OAuthCode))
     assert purge_expired(session) == 0  # nothing has expired yet
     session.commit()
-    old_hashes = [tokens_hash(old["access_token"]), tokens_hash(old["refresh_token"])]
+    old_hashes = [token_hash(old["access_token"]), token_hash(old["refresh_token"])]
     session.execute(update(OAuthToken).where(OAuthToken.token_hash.in_(old_hashes))
                     .values(expires_at=utcnow() - timedelta(days=2)))
     session.execute(update(OAuthCode).values(expires_at=utcnow() - timedelta(days=2)))
@@ -381,12 +390,6 @@ def test_codes_and_tokens_are_purged_a_day_after_they_expire(signed_in: TestClie
     assert signed_in.get(ISSUES, headers=bearer(fresh["access_token"])).status_code == 200
     gone = _refresh(signed_in, confidential, old["refresh_token"])
     assert gone.json()["error"] == "invalid_grant"
-
-
-def tokens_hash(token: str) -> str:
-    from scopegate.services.oauth.tokens import token_hash
-
-    return token_hash(token)
 
 
 # -- discovery ---------------------------------------------------------------------------
