@@ -445,3 +445,16 @@ def test_introspection_answers_a_confidential_client_about_its_own_tokens_only(
     refused = introspect(public.client.client_id, None)
     assert refused.status_code in (400, 401)
     assert refused.json()["error"] == "invalid_client"
+
+
+def test_only_scopes_the_person_holds_are_granted(signed_in: TestClient, confidential) -> None:
+    """acme's member holds no org:admin: asked for it, the token does not carry it."""
+    granted = _tokens(signed_in, confidential, scope="event:read org:admin")
+    assert granted["scope"] == "event:read"
+    _, challenge = pkce()
+    page = _authorize(signed_in, authorize_params(confidential.client.client_id, challenge,
+                                                  scope="org:admin"))
+    assert "You do not hold this scope" in page.text
+    refused = decide(signed_in, page, "approve")
+    assert refused.status_code == 400  # nothing requested is held: no code is issued
+    assert "location" not in refused.headers
