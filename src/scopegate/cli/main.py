@@ -79,6 +79,7 @@ def serve(
     console.print(f"Web:     {settings.base_url}/login")
     console.print(f"API:     {settings.base_url}/api/0/")
     console.print(f"OpenAPI: {settings.base_url}/openapi.json")
+    console.print(f"OAuth:   {settings.base_url}/.well-known/oauth-authorization-server")
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, **options)
     else:
