@@ -77,3 +77,27 @@ def insufficient_scope(
         },
         body={"detail": description, "error": INSUFFICIENT_SCOPE, "scope": scope},
     )
+
+
+def for_protected_resource(challenge: Challenge, resource_metadata: str,
+                           scopes: Iterable[str]) -> Challenge:
+    """``challenge`` as a resource with RFC 9728 metadata answers it (the MCP endpoint):
+    the header also names the metadata document and every scope the resource needs, so
+    a client can discover the authorization server and ask for them in one go."""
+    header = challenge.headers["WWW-Authenticate"]
+    params = {"resource_metadata": resource_metadata}
+    if "scope=" not in header:
+        params["scope"] = format_scopes(scopes)
+    extra = ", ".join(f"{key}={_quote(value)}" for key, value in params.items())
+    return Challenge(challenge.status, {"WWW-Authenticate": f"{header}, {extra}"},
+                     challenge.body)
+
+
+def no_credentials(realm: str = "scopegate") -> Challenge:
+    """401 for a request that presented no credential at all: RFC 6750 section 3.1 sends
+    no error code then."""
+    return Challenge(
+        status=401,
+        headers={"WWW-Authenticate": _header(realm)},
+        body={"detail": "Authentication credentials were not provided."},
+    )
