@@ -231,6 +231,8 @@ def test_an_org_bound_token_is_refused_on_another_organization(
     assert web.get(ISSUES, headers=bearer(token["access_token"])).status_code == 200
     other = web.get("/api/0/organizations/globex/issues/", headers=bearer(token["access_token"]))
     assert other.status_code == 404
+    listed = web.get("/api/0/organizations/", headers=bearer(token["access_token"]))
+    assert [org["slug"] for org in listed.json()] == ["acme"]  # globex was not chosen
 
 
 def test_a_token_is_refused_at_a_resource_it_was_not_issued_for(signed_in: TestClient,

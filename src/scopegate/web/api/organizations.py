@@ -82,14 +82,18 @@ def list_my_organizations(
     principal: Principal = Depends(Authenticated(MY_ORGANIZATIONS)),
     db: Session = Depends(get_db),
 ) -> list[OrganizationOut]:
-    """The organizations the caller can act in (a bound credential: only its own)."""
+    """The organizations the caller can act in (a bound credential: only its own; an
+    OAuth token: only those its person chose at consent)."""
     if principal.user_id is None:
         org = db.get(Organization, principal.org_id) if principal.org_id else None
         return [OrganizationOut.of(org)] if org else []
     result = []
     for member in directory.memberships(db, principal.user_id):
-        if principal.org_id is None or member.org_id == principal.org_id:
-            result.append(OrganizationOut.of(member.organization, member.role))
+        if principal.org_id is not None and member.org_id != principal.org_id:
+            continue
+        if principal.orgs is not None and member.org_id not in principal.orgs:
+            continue
+        result.append(OrganizationOut.of(member.organization, member.role))
     return result
 
 
