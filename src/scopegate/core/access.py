@@ -31,7 +31,8 @@ class Principal:
     user_id: int | None = None
     org_id: int | None = None
     scopes: frozenset[str] | None = None
-    #: Agent tokens: the agent session and the acting agent's name.
+    #: Agent tokens: the agent session and the acting agent's name. OAuth access tokens:
+    #: the session their grant's agent tokens join, and the client.
     session_id: str | None = None
     agent: str | None = None
     #: When the credential itself stops working (Unix seconds), if it does: what it mints

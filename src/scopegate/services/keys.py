@@ -70,16 +70,17 @@ class ActiveKey:
     key: Ed25519PrivateKey
 
 
+def derived_key(server_secret: str, purpose: bytes) -> bytes:
+    """A 32-byte key for one ``purpose``, derived (HKDF-SHA256) from the server secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=purpose).derive(server_secret.encode())
+
+
 class KeyEncryption:
     """AES-GCM wrapping of private keys under a key derived from the server secret."""
 
     def __init__(self, server_secret: str) -> None:
-        self._aead = AESGCM(
-            HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"scopegate signing-key encryption v1",
-            ).derive(server_secret.encode())
-        )
+        self._aead = AESGCM(derived_key(server_secret, b"scopegate signing-key encryption v1"))
 
     def seal(self, kid: str, private: Ed25519PrivateKey) -> bytes:
         raw = private.private_bytes(

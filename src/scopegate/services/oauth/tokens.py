@@ -178,6 +178,12 @@ def oauth_token_ref(token_id: int, stored_hash: str) -> str:
     return f"oauth_token:{token_id}:{stored_hash[:12]}"
 
 
+def grant_session_id(grant_id: int) -> str:
+    """The agent session an authorization's agent tokens join when the client names none
+    (the MCP front door): one per grant, so an approval lasts across refreshes."""
+    return f"oauth-grant-{grant_id}"
+
+
 def load_access_token(conn: Connection, digest: str) -> StoredCredential:
     """The access token stored under ``digest`` as the request path caches it (one query)."""
     tokens, grants = OAuthToken.__table__, OAuthGrant.__table__
@@ -185,7 +191,8 @@ def load_access_token(conn: Connection, digest: str) -> StoredCredential:
     row = conn.execute(
         select(tokens.c.id, tokens.c.token_hash, tokens.c.kind, tokens.c.scopes,
                tokens.c.expires_at, tokens.c.revoked_at, grants.c.revoked_at.label("ended"),
-               grants.c.user_id, grants.c.org_ids, grants.c.resource, clients.c.client_id,
+               grants.c.id.label("grant_id"), grants.c.user_id, grants.c.org_ids,
+               grants.c.resource, clients.c.client_id,
                users.c.is_active)
         .join(grants, grants.c.id == tokens.c.grant_id)
         .join(clients, clients.c.id == grants.c.client_pk)
@@ -202,6 +209,7 @@ def load_access_token(conn: Connection, digest: str) -> StoredCredential:
         kind=TokenKind.OAUTH_ACCESS, credential_ref=oauth_token_ref(row.id, row.token_hash),
         user_id=row.user_id, scopes=row.scopes, expires_at=int(expires_at),
         orgs=frozenset(row.org_ids), audience=row.resource, agent=row.client_id,
+        session_id=grant_session_id(row.grant_id),
     )
     return StoredCredential(principal, expires_at=expires_at, table=tokens, row_id=row.id)
 
