@@ -28,6 +28,7 @@ help:
 	@echo "make bench-agent   agent-token verify cost; mint rate at 10k vs 1M grant rows (PostgreSQL)"
 	@echo "make bench-throughput   req/s vs plain and PyJWT routes (wrk); mint/approval rates vs 5b679ea"
 	@echo "make bench-oauth   token endpoint: code exchanges and refreshes/s next to a bare route"
+	@echo "make bench-mcp   one MCP tool call vs the same API route called directly (median, p99)"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -89,3 +90,10 @@ BENCH_OAUTH_ARGS ?=
 .PHONY: bench-oauth
 bench-oauth: $(STAMP)
 	$(BIN)/python bench/oauth_tokens.py $(BENCH_OAUTH_ARGS)
+
+# MCP tool call latency next to the direct API call (bench/mcp_tool_call.py): SQLite, plus
+# PostgreSQL when SCOPEGATE_BENCH_DATABASE_URL is set.
+BENCH_MCP_ARGS ?=
+.PHONY: bench-mcp
+bench-mcp: $(STAMP)
+	$(BIN)/python bench/mcp_tool_call.py $(BENCH_MCP_ARGS)

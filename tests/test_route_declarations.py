@@ -30,6 +30,8 @@ PUBLIC_DOCUMENTS = {
     ("POST", "/oauth/introspect"),
     ("POST", "/oauth/register"),
     ("POST", "/oauth/device/code"),
+    ("GET", "/.well-known/oauth-protected-resource"),
+    ("GET", "/.well-known/oauth-protected-resource/mcp"),
 }
 #: Routes that exist whatever else is added; guards against a walk that finds nothing.
 KNOWN = {

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     #: development and tests only; off by default.
     oauth_metadata_allow_loopback: bool = False
 
+    #: The API the MCP tools call over HTTP. Default: this deployment's own API
+    #: (``<base>/api/0/``); in proxy mode, ``upstream_api_url``.
+    mcp_api_url: str | None = None
+    #: Hosts a tool's ``regionUrl`` may name besides the API URL's own host,
+    #: comma-separated (``"us.example.com,de.example.com"``). https only, default port.
+    mcp_region_hosts: str = ""
+    #: Browser origins allowed to call the OAuth endpoints and ``/mcp`` (CORS),
+    #: comma-separated. Default: none.
+    mcp_cors_origins: str = ""
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -120,6 +130,21 @@ class Settings(BaseSettings):
     def mcp_resource(self) -> str:
         """The MCP endpoint as an OAuth resource: the audience of tokens MCP clients get."""
         return self.base_url + "/mcp"
+
+    @property
+    def mcp_api(self) -> str:
+        """The API base URL the MCP tools call, ending in ``/``."""
+        url = self.mcp_api_url or self.api_resource
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def mcp_region_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.mcp_region_hosts.split(",") if h.strip())
+
+    @property
+    def mcp_cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.mcp_cors_origins.split(",")
+                     if o.strip())
 
     @property
     def trusted_hosts(self) -> list[str]:

@@ -70,14 +70,15 @@ def query_of(location: str) -> dict[str, str]:
 
 
 def access_token(browser: httpx.Client, app: clients.NewClient,
-                 orgs: tuple[str, ...] = ("acme",)) -> str:
-    """The signed-in person approves ``app``; the code is exchanged (client_secret_post,
-    or none for a public app); the access token."""
+                 orgs: tuple[str, ...] = ("acme",), **extra: str) -> str:
+    """The signed-in person approves ``app`` (``extra``: more authorization parameters,
+    e.g. ``scope`` or ``resource``); the code is exchanged (client_secret_post, or none
+    for a public app); the access token."""
     from urllib.parse import urlencode
 
     verifier, challenge = pkce()
     page = browser.get("/oauth/authorize?" + urlencode(authorize_params(
-        app.client.client_id, challenge)), follow_redirects=False)
+        app.client.client_id, challenge, **extra)), follow_redirects=False)
     code = query_of(decide(browser, page, "approve", orgs).headers["location"])["code"]
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
             "code_verifier": verifier, "client_id": app.client.client_id}

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
 from scopegate import __version__
@@ -24,6 +25,9 @@ from scopegate.web import errors, jwks
 from scopegate.web.api import agent, audit, issues, oauth_apps, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
+from scopegate.web.mcp import resource_metadata
+from scopegate.web.mcp.endpoint import MCP_PATH
+from scopegate.web.mcp.front_door import FrontDoor
 from scopegate.web.oauth import authorize, device_page
 from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
@@ -39,13 +43,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = runtime.settings if runtime is not None else settings or get_settings()
     logging.getLogger("scopegate").setLevel(settings.log_level)
     rt = runtime or Runtime.build(settings)
+    front_door = FrontDoor(rt)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rt.size_thread_pool()
         await run_in_threadpool(rt.start)
         try:
-            yield
+            async with front_door.running():
+                yield
         finally:
             await run_in_threadpool(rt.stop)
 
@@ -60,6 +66,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = rt
+    app.state.front_door = front_door
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
     for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps):
@@ -71,6 +78,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(pages.router)
     app.include_router(approvals.router)
     app.include_router(apps.router)
+    app.include_router(resource_metadata.router)
+    app.router.routes.append(Route(MCP_PATH, endpoint=front_door.endpoint,
+                                   methods=["GET", "POST", "DELETE"]))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outermost last: the security headers on every response, refusals included; then a

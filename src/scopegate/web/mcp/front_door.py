@@ -1,0 +1,102 @@
+"""The MCP front door as one object the app holds: the SDK server, its session manager,
+the gate in front of it, the API client its tools use, and which mode it is in.
+
+The app's lifespan runs it (``running``): the HTTP client for API calls and the SDK's
+session manager live exactly as long as the app serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import httpx
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from scopegate.core.access import Principal
+from scopegate.core.region_url import RegionUrlRefused, check_region_url
+from scopegate.runtime.process import Runtime
+from scopegate.services import audit
+from scopegate.services.keys import derived_key
+from scopegate.services.mcp.api import ApiClient, ToolFailure
+from scopegate.services.mcp.tools import Backend, Tools
+from scopegate.web.auth import request_info
+from scopegate.web.mcp.direct import DirectBackend, MintedTokens
+from scopegate.web.mcp.endpoint import MCP_PATH, McpEndpoint
+from scopegate.web.mcp.server import build_server
+
+#: Requests to ``/mcp`` larger than this are refused by the SDK (413).
+MAX_REQUEST_BYTES = 256 * 1024
+MAX_SESSIONS = 10_000
+SESSION_IDLE_SECONDS = 30 * 60
+
+
+class FrontDoor:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        settings = rt.settings
+        self.request_state_key = derived_key(settings.secret(), b"scopegate mcp request state v1")
+        self._api = urlsplit(settings.mcp_api)
+        self._http: httpx.AsyncClient | None = None
+        self.tools = Tools(ApiClient(self._client))
+        self._minted = MintedTokens()
+        self.server = build_server(self)
+        self._manager: StreamableHTTPSessionManager | None = None
+        self.endpoint = McpEndpoint(rt, self._handle)
+
+    # -- lifecycle -------------------------------------------------------------------
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Serve until the block ends (a session manager runs once, so each run builds
+        its own)."""
+        base = urlsplit(self.rt.settings.base_url)
+        origins = [f"{base.scheme}://{base.netloc}", *self.rt.settings.mcp_cors_origin_list]
+        self.server.streamable_http_app(
+            streamable_http_path=MCP_PATH, max_request_body_size=MAX_REQUEST_BYTES,
+            session_idle_timeout=SESSION_IDLE_SECONDS, max_sessions=MAX_SESSIONS,
+            transport_security=TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=[base.netloc, *(f"{h}:*" for h in self.rt.settings.trusted_hosts),
+                               *self.rt.settings.trusted_hosts],
+                allowed_origins=origins),
+        )
+        self._manager = self.server.session_manager
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+            self._http = http
+            try:
+                async with self._manager.run():
+                    yield
+            finally:
+                self._http = None
+                self._manager = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise ToolFailure("The server is shutting down.")
+        return self._http
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._manager is None:
+            raise RuntimeError("the MCP front door is not running (the app's lifespan)")
+        await self._manager.handle_request(scope, receive, send)
+
+    # -- what tools use --------------------------------------------------------------
+    def backend(self, principal: Principal, request: Request | None) -> Backend:
+        info = request_info(request) if request is not None else audit.RequestInfo()
+        return DirectBackend(self.rt, principal, self._minted, info)
+
+    def api_base(self, region_url: str | None) -> str:
+        """The API base URL a call goes to: the configured one, or the region's."""
+        if region_url is None:
+            return self.rt.settings.mcp_api
+        try:
+            origin = check_region_url(
+                region_url, api_host=self._api.hostname or "",
+                allowed_hosts=self.rt.settings.mcp_region_host_list)
+        except RegionUrlRefused as refused:
+            raise ToolFailure(f"regionUrl refused: {refused}") from None
+        return origin + (self._api.path or "/")

@@ -1,0 +1,199 @@
+"""The MCP front door in direct mode, end to end with the official ``mcp`` client:
+discovery (401 → RFC 9728 metadata → RFC 8414), dynamic registration, login and consent,
+``tools/list``, reads, a write refused until the person approves it inside the chat,
+and refresh after the access token expires."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import anyio
+import pytest
+from sqlalchemy import select, update
+
+from scopegate.core.changes import Change, Topic
+from scopegate.services.oauth.tokens import token_hash
+from scopegate.store.models import Issue
+from scopegate.store.oauth_models import OAuthToken
+from scopegate.store.types import utcnow
+from support.live_server import LiveServer, live_server
+from support.mcp_client import Person, bearer_client
+from support.oauth import access_token, register
+from support.settings import make_settings
+from support.world import World, build_world
+
+
+@contextmanager
+def scopegate(database_url: str, **overrides: object) -> Iterator[tuple[LiveServer, World]]:
+    from scopegate.web.app import create_app
+
+    with live_server(lambda base: create_app(make_settings(
+            database_url, base_url=base, **overrides))) as server:
+        with server.app.state.runtime.factory() as db:
+            world = build_world(db)
+        yield server, world
+
+
+def _text(result: object) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
+        database_url: str, mode: str) -> None:
+    with scopegate(database_url) as (server, world):
+        person = Person(server.base_url, World.email("member"))
+        mcp_url = server.url("/mcp")
+
+        async def session() -> None:
+            auth = person.oauth(mcp_url)
+            async with person.client(mcp_url, auth, mode=mode) as client:
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                assert names == {"whoami", "find_organizations", "find_projects",
+                                 "find_issues", "get_issue_details", "find_releases",
+                                 "update_issue", "create_release"}
+                found = await client.call_tool("find_issues", {
+                    "organizationSlug": "acme", "limit": 5})
+                assert not found.is_error, _text(found)
+                assert "Issue 0" in _text(found)
+                assert len(found.structured_content["issues"]) == 3
+                updated = await client.call_tool("update_issue", {
+                    "organizationSlug": "acme", "issueId": world.issue_ids[0],
+                    "status": "resolved"})
+                assert not updated.is_error, _text(updated)
+                assert updated.structured_content["issue"]["status"] == "resolved"
+
+        anyio.run(session)
+        assert len(person.authorize_urls) == 1
+        assert len(person.approval_urls) == 1
+        assert "scopes=event%3Awrite" in person.approval_urls[0]
+        with server.app.state.runtime.factory() as db:
+            status = db.scalar(select(Issue.status).where(Issue.id == world.issue_ids[0]))
+        assert status == "resolved"
+        person.close()
+
+
+def test_a_client_without_url_elicitation_gets_the_approval_url_then_the_retry_succeeds(
+        database_url: str) -> None:
+    with scopegate(database_url) as (server, world):
+        person = Person(server.base_url, World.email("member"))
+        mcp_url = server.url("/mcp")
+        arguments = {"organizationSlug": "acme", "issueId": world.issue_ids[1],
+                     "status": "ignored"}
+
+        async def session() -> None:
+            async with person.client(mcp_url, person.oauth(mcp_url), elicit=False) as client:
+                refused = await client.call_tool("update_issue", arguments)
+                assert refused.is_error
+                text = _text(refused)
+                assert "retry" in text
+                url = text.split("Open ", 1)[1].split(" ", 1)[0]
+                assert url.startswith(server.base_url + "/organizations/acme/agent/approve?")
+                await anyio.to_thread.run_sync(person.approve, url)
+                retried = await client.call_tool("update_issue", arguments)
+                assert not retried.is_error, _text(retried)
+                assert retried.structured_content["issue"]["status"] == "ignored"
+
+        anyio.run(session)
+        person.close()
+
+
+def test_the_client_refreshes_after_the_access_token_expires(database_url: str) -> None:
+    with scopegate(database_url) as (server, _):
+        person = Person(server.base_url, World.email("member"))
+        mcp_url = server.url("/mcp")
+        auth = person.oauth(mcp_url)
+        runtime = server.app.state.runtime
+
+        async def session() -> None:
+            async with person.client(mcp_url, auth) as client:
+                assert not (await client.call_tool("whoami", {})).is_error
+                first = person.storage.tokens
+                assert first is not None and first.refresh_token is not None
+                # Time passes: the token expires for the server and for the client's clock.
+                digest = token_hash(first.access_token)
+                with runtime.factory() as db:
+                    db.execute(update(OAuthToken).where(OAuthToken.token_hash == digest)
+                               .values(expires_at=utcnow() - timedelta(seconds=1)))
+                    db.commit()
+                runtime.announce([Change(Topic.CREDENTIAL, digest)])
+                auth.context.token_expiry_time = time.time() - 1
+                answer = await client.call_tool("whoami", {})
+                assert not answer.is_error, _text(answer)
+                assert "member@acme.test" in _text(answer)
+                second = person.storage.tokens
+                assert second is not None
+                assert second.access_token != first.access_token
+                assert second.refresh_token != first.refresh_token  # rotated
+
+        anyio.run(session)
+        assert len(person.authorize_urls) == 1  # refreshed, not logged in again
+        person.close()
+
+
+def test_a_capability_not_granted_has_no_tools(database_url: str) -> None:
+    with scopegate(database_url) as (server, world):
+        person = Person(server.base_url, World.email("member"))
+        with server.app.state.runtime.factory() as db:
+            app = register(db, world.users["owner"], public=True)
+        token = access_token(person.browser, app, scope="org:read project:read event:read",
+                             resource=server.url("/mcp"))
+
+        async def session() -> None:
+            async with bearer_client(server.url("/mcp"), token) as client:
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                assert "update_issue" not in names and "create_release" not in names
+                assert "find_issues" in names
+                hidden = await client.call_tool("update_issue", {
+                    "organizationSlug": "acme", "issueId": world.issue_ids[0],
+                    "status": "resolved"})
+                assert hidden.is_error
+                assert "Unknown tool" in _text(hidden)
+
+        anyio.run(session)
+        with server.app.state.runtime.factory() as db:
+            status = db.scalar(select(Issue.status).where(Issue.id == world.issue_ids[0]))
+        assert status == "unresolved"
+        person.close()
+
+
+HOSTILE_REGIONS = ["http://127.0.0.1", "https://evil.example", "https://good@evil.example",
+                   "https://127.0.0.1", "https://[::1]", "https://2130706433",
+                   "https://127.0.0.1.nip.io:8443"]
+
+
+def test_hostile_region_urls_are_tool_errors_and_send_nothing(database_url: str) -> None:
+    with scopegate(database_url, mcp_region_hosts="127.0.0.1.nip.io") as (server, world):
+        person = Person(server.base_url, World.email("member"))
+        with server.app.state.runtime.factory() as db:
+            app = register(db, world.users["owner"], public=True)
+        token = access_token(person.browser, app, scope="org:read project:read event:read",
+                             resource=server.url("/mcp"))
+        sent: list[str] = []
+        api = server.app.state.front_door.tools._api
+        original = api.call
+
+        async def recording(base: str, *args: object, **kwargs: object) -> object:
+            sent.append(base)
+            return await original(base, *args, **kwargs)
+
+        api.call = recording
+
+        async def session() -> None:
+            async with bearer_client(server.url("/mcp"), token) as client:
+                for region in HOSTILE_REGIONS:
+                    answer = await client.call_tool("find_issues", {
+                        "organizationSlug": "acme", "regionUrl": region})
+                    assert answer.is_error, region
+                    assert "regionUrl refused" in _text(answer), region
+                    assert "evil" not in _text(answer)
+                assert sent == []
+                fine = await client.call_tool("find_issues", {"organizationSlug": "acme"})
+                assert not fine.is_error, _text(fine)
+                assert sent == [server.url("/api/0/")]
+
+        anyio.run(session)
+        person.close()
