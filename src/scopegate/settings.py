@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     #: Hosts a tool's ``regionUrl`` may name besides the API URL's own host,
     #: comma-separated (``"us.example.com,de.example.com"``). https only, default port.
     mcp_region_hosts: str = ""
+    #: Proxy mode (all four, or none): the upstream OAuth 2.1 authorization server this
+    #: deployment is a client of, its client credentials there, and its API. Set, the
+    #: ``/oauth/*`` endpoints speak to MCP clients as a proxy: people sign in upstream.
+    upstream_issuer: str | None = None
+    upstream_client_id: str | None = None
+    upstream_client_secret: SecretStr | None = None
+    upstream_api_url: str | None = None
     #: Browser origins allowed to call the OAuth endpoints and ``/mcp`` (CORS),
     #: comma-separated. Default: none.
     mcp_cors_origins: str = ""
@@ -106,6 +113,20 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _upstream_all_or_none(self) -> Settings:
+        given = [self.upstream_issuer, self.upstream_client_id, self.upstream_client_secret,
+                 self.upstream_api_url]
+        if any(v is not None for v in given) and not all(v is not None for v in given):
+            raise ValueError("proxy mode needs all of SCOPEGATE_UPSTREAM_ISSUER, "
+                             "_CLIENT_ID, _CLIENT_SECRET and _API_URL")
+        return self
+
+    @property
+    def proxy_mode(self) -> bool:
+        """Whether ``/oauth/*`` fronts an upstream authorization server (proxy mode)."""
+        return self.upstream_issuer is not None
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> Settings:
@@ -134,7 +155,7 @@ class Settings(BaseSettings):
     @property
     def mcp_api(self) -> str:
         """The API base URL the MCP tools call, ending in ``/``."""
-        url = self.mcp_api_url or self.api_resource
+        url = self.mcp_api_url or self.upstream_api_url or self.api_resource
         return url if url.endswith("/") else url + "/"
 
     @property

@@ -139,3 +139,47 @@ async def bearer_client(mcp_url: str, token: str) -> AsyncIterator[Client]:
                                   timeout=30) as http, Client(
             streamable_http_client(mcp_url, http_client=http)) as client:
         yield client
+
+
+_CHECKBOX = re.compile(r'<input type="checkbox" name="capabilities" value="([a-z]+)"')
+
+
+class ProxyPerson(Person):
+    """A person signed in at the *upstream* scopegate, signing in to a front door: the
+    front door's client approval page (choosing ``capabilities``), then the upstream's
+    consent, then back through the front door's callback."""
+
+    def __init__(self, upstream_url: str, email: str, capabilities: tuple[str, ...] = (
+            "inspect", "triage"), orgs: tuple[str, ...] = ("acme",)) -> None:
+        super().__init__(upstream_url, email, orgs)
+        self.capabilities = capabilities
+        self.upstream_authorize_urls: list[str] = []
+        self.approval_pages = 0
+
+    def sign_in(self, authorize_url: str) -> str:
+        """Through the front door and the upstream; the ``Location`` back to the client."""
+        answer = self.browser.get(authorize_url, follow_redirects=False)
+        if answer.status_code == 200:  # the client approval page
+            self.approval_pages += 1
+            fields: dict[str, list[str]] = {}
+            for key, value in _HIDDEN.findall(answer.text):
+                if key != "capabilities":
+                    fields.setdefault(key, []).append(unescape(value))
+            fields["capabilities"] = list(self.capabilities)
+            fields["decision"] = ["approve"]
+            answer = self.browser.post(authorize_url.split("?")[0], data=fields,
+                                       follow_redirects=False)
+        assert answer.status_code == 303, answer.text[:500]
+        upstream = answer.headers["location"]
+        self.upstream_authorize_urls.append(upstream)
+        consent = self.browser.get(upstream, follow_redirects=False)
+        back = decide(self.browser, consent, "approve", self.orgs)
+        assert back.status_code == 303, back.text[:500]
+        callback = back.headers["location"]
+        answer = self.browser.get(callback, follow_redirects=False)
+        assert answer.status_code == 303, answer.text[:500]
+        return answer.headers["location"]
+
+    async def _redirect_handler(self, url: str) -> None:
+        self.authorize_urls.append(url)
+        self._redirect = await anyio.to_thread.run_sync(self.sign_in, url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scopegate.store.models import NAME_MAX, Base
@@ -56,12 +56,20 @@ class OAuthGrant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_pk: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: ``None`` in proxy mode: the person signed in upstream.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                nullable=True)
     scopes: Mapped[frozenset[str]] = mapped_column(ScopeSet)
     org_ids: Mapped[list[int]] = mapped_column(JSON)
     resource: Mapped[str] = mapped_column(String(URI_MAX))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Proxy mode: the upstream tokens, sealed under the grant's key, which is stored only
+    #: wrapped by each of the grant's tokens (``services/oauth/upstream_vault.py``).
+    upstream: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: Proxy mode: one upstream refresh at a time per grant, claimed until this time.
+    upstream_refreshing_until: Mapped[datetime | None] = mapped_column(UTCDateTime,
+                                                                       nullable=True)
 
 
 class OAuthCode(Base):
@@ -74,7 +82,8 @@ class OAuthCode(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     client_pk: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                nullable=True)
     redirect_uri: Mapped[str] = mapped_column(String(URI_MAX))
     scopes: Mapped[frozenset[str]] = mapped_column(ScopeSet)
     org_ids: Mapped[list[int]] = mapped_column(JSON)
@@ -83,6 +92,9 @@ class OAuthCode(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Proxy mode: the upstream tokens (sealed) and the grant key wrapped by the code.
+    upstream: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     grant_id: Mapped[int | None] = mapped_column(
         ForeignKey("oauth_grants.id", ondelete="CASCADE"), nullable=True
     )
@@ -108,6 +120,8 @@ class OAuthToken(Base):
     #: A refresh token's rotation: set when it was exchanged; a second use is reuse.
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Proxy mode: the grant's key, wrapped by this token (never by anything stored).
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class OAuthDeviceCode(Base):
@@ -132,3 +146,23 @@ class OAuthDeviceCode(Base):
         ForeignKey("users.id", ondelete="CASCADE"), nullable=True
     )
     org_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+
+
+class OAuthProxyState(Base):
+    """Proxy mode: one trip to the upstream authorization server, usable once.
+
+    The ``state`` sent upstream is signed and names this row (``jti``); the row keeps what
+    must not travel through the browser: the upstream PKCE verifier and the MCP client's
+    own request."""
+
+    __tablename__ = "oauth_proxy_states"
+
+    jti: Mapped[str] = mapped_column(String(43), primary_key=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(URI_MAX))
+    client_state: Mapped[str | None] = mapped_column(String(URI_MAX), nullable=True)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    capabilities: Mapped[list[str]] = mapped_column(JSON)
+    upstream_verifier: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

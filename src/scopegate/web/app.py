@@ -28,7 +28,7 @@ from scopegate.web.cookies import SessionCookie
 from scopegate.web.mcp import resource_metadata
 from scopegate.web.mcp.endpoint import MCP_PATH
 from scopegate.web.mcp.front_door import FrontDoor
-from scopegate.web.oauth import authorize, device_page
+from scopegate.web.oauth import authorize, device_page, proxy_pages
 from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.security_headers import SecurityHeadersMiddleware
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)
     app.include_router(authorize.router)
+    app.include_router(proxy_pages.router)
     app.include_router(device_page.router)
     app.include_router(pages.router)
     app.include_router(approvals.router)

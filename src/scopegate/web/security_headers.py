@@ -26,17 +26,22 @@ PAGE_POLICY = (
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
-def page_policy_sending_forms_to(redirect_uri: str) -> str:
-    """``PAGE_POLICY`` whose ``form-action`` also admits ``redirect_uri``'s origin.
+def page_policy_sending_forms_to(*redirect_uris: str) -> str:
+    """``PAGE_POLICY`` whose ``form-action`` also admits each ``redirect_uris``' origin.
 
     Browsers apply ``form-action`` to the redirects a form submission follows, so the
-    consent page's answer (a 303 to the client) needs the client's origin listed. Only a
-    plain origin is ever added; anything else leaves the policy as it is."""
-    parts = urlsplit(redirect_uri)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    if not _ORIGIN.fullmatch(origin):
+    consent page's answer (a 303 to the client, or in proxy mode to the upstream server)
+    needs that origin listed. Only plain origins are ever added; anything else is left
+    out."""
+    origins = []
+    for uri in redirect_uris:
+        parts = urlsplit(uri)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if _ORIGIN.fullmatch(origin) and origin not in origins:
+            origins.append(origin)
+    if not origins:
         return PAGE_POLICY
-    return PAGE_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+    return PAGE_POLICY.replace("form-action 'self'", "form-action 'self' " + " ".join(origins))
 
 
 #: Everything else (JSON, CSS, redirects, plain text) loads nothing when opened directly.

@@ -23,7 +23,12 @@ TIMEOUT_SECONDS = 10.0
 
 
 class ToolFailure(Exception):
-    """A tool call that cannot complete; the message is safe to show the client."""
+    """A tool call that cannot complete; the message is safe to show the client.
+    ``status``: the API's HTTP status, when it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApprovalNeeded(Exception):
@@ -95,13 +100,14 @@ def _refusal(status: int, data: Any, method: str, url: str) -> Any:
             raise ApprovalNeeded(approval["url"], tuple(
                 str(s) for s in scopes if isinstance(s, str)) if isinstance(scopes, list)
                 else ())
-        raise ToolFailure("The API refused: this authorization lacks a scope the call needs.")
+        raise ToolFailure("The API refused: this authorization lacks a scope the call needs.",
+                          status)
     if status == 401:
-        raise ToolFailure("The API refused the credential. Sign in again.")
+        raise ToolFailure("The API refused the credential. Sign in again.", status)
     if status == 404:
-        raise ToolFailure("Not found (or not visible to you).")
+        raise ToolFailure("Not found (or not visible to you).", status)
     if status in (400, 409, 413, 422):
-        raise ToolFailure(f"The API refused the request as invalid ({status}).")
+        raise ToolFailure(f"The API refused the request as invalid ({status}).", status)
     if status == 429:
-        raise ToolFailure("The API is rate limiting this caller. Try again later.")
-    raise ToolFailure(f"The API answered {status}.")
+        raise ToolFailure("The API is rate limiting this caller. Try again later.", status)
+    raise ToolFailure(f"The API answered {status}.", status)

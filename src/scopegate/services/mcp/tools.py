@@ -18,9 +18,9 @@ from scopegate.services.mcp.api import ApiClient, ApprovalNeeded, ToolFailure
 class Backend(Protocol):
     """Where a tool call's credentials and identity come from."""
 
-    async def bearer(self, org: str, *, renew: bool = False) -> str:
-        """A bearer for calls about ``org``; ``renew``: not the one handed out before
-        (an approval may have been given since)."""
+    async def bearer(self, api: str, org: str, *, renew: bool = False) -> str:
+        """A bearer for calls to ``api`` about ``org``; ``renew``: not the one handed out
+        before (an approval may have been given since)."""
         ...
 
     async def whoami(self) -> dict[str, Any]: ...
@@ -46,17 +46,18 @@ class Tools:
 
     async def _call(self, backend: Backend, base: str, org: str, method: str, path: str,
                     **kwargs: Any) -> Any:
-        token = await backend.bearer(org)
+        token = await backend.bearer(base, org)
         try:
             return await self._api.call(base, token, method, path, **kwargs)
         except ApprovalNeeded:
             # The person may have approved since this bearer was minted: once more, fresh.
-            token = await backend.bearer(org, renew=True)
+            token = await backend.bearer(base, org, renew=True)
             return await self._api.call(base, token, method, path, **kwargs)
 
     async def whoami(self, backend: Backend) -> ToolAnswer:
         me = await backend.whoami()
-        text = f"You are {me.get('name') or me.get('email')} <{me.get('email')}>."
+        text = f"You are {me.get('name') or me.get('email')}"
+        text += f" <{me['email']}>." if me.get("email") else "."
         if me.get("client"):
             text += f" This MCP client is {me['client']}."
         return ToolAnswer(text, me)

@@ -14,6 +14,7 @@ Choices, each shown by a test in ``tests/test_oauth_*``:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,21 +24,44 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from sqlalchemy import select, update
 
 from scopegate.core import scopes as registry
-from scopegate.services.oauth import clients, resources, tokens
+from scopegate.services.oauth import clients, resources, tokens, upstream_vault
 from scopegate.services.oauth.server import Consent, Person
 from scopegate.store.models import User
-from scopegate.store.oauth_models import OAuthCode, OAuthToken
+from scopegate.store.oauth_models import OAuthCode, OAuthGrant, OAuthToken
 from scopegate.store.types import utcnow
 
 if TYPE_CHECKING:
     from scopegate.services.oauth.server import AuthorizationServer
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+#: Proxy mode: a front-door access token ends this long before its upstream token.
+UPSTREAM_MARGIN_SECONDS = 60
+MIN_ACCESS_SECONDS = 30
 
 
-def _active_person(server: AuthorizationServer, user_id: int) -> Person | None:
+def _active_person(server: AuthorizationServer, user_id: int | None) -> Person | None:
+    if user_id is None:  # proxy mode: the person signed in upstream
+        return Person(None)
     active = server.db.scalar(select(User.is_active).where(User.id == user_id))
     return Person(user_id) if active else None
+
+
+def _grant_key(wrapped: bytes | None, secret: str) -> bytes | None:
+    """Proxy mode: the grant's key, unwrapped with the credential being exchanged."""
+    if wrapped is None:
+        return None
+    try:
+        return upstream_vault.unwrap(wrapped, secret)
+    except upstream_vault.VaultError:
+        raise InvalidGrantError("The credential does not open its grant.") from None
+
+
+def _within_upstream(token: dict[str, Any], upstream_expires_at: int | None) -> None:
+    """Proxy mode: a front-door access token ends before the upstream one it stands for,
+    so a client refreshes (and the upstream token with it) before a tool call fails."""
+    if upstream_expires_at is not None:
+        left = upstream_expires_at - int(time.time()) - UPSTREAM_MARGIN_SECONDS
+        token["expires_in"] = max(MIN_ACCESS_SECONDS, min(int(token["expires_in"]), left))
 
 
 def _token_resource(grant: grants.BaseGrant, issued_for: str) -> None:
@@ -72,13 +96,16 @@ class IssuedCode:
     """An authorization code as the grant checks it (Authlib's AuthorizationCodeMixin)."""
 
     id: int
-    user_id: int
+    user_id: int | None
     redirect_uri: str
     scopes: frozenset[str]
     org_ids: tuple[int, ...]
     resource: str
     code_challenge: str
     code_challenge_method: str = "S256"
+    #: Proxy mode: the sealed upstream tokens and the grant key wrapped by the code.
+    upstream: bytes | None = None
+    wrapped_key: bytes | None = None
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -135,7 +162,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if row.expires_at <= utcnow():
             return None
         return IssuedCode(row.id, row.user_id, row.redirect_uri, row.scopes,
-                          tuple(row.org_ids), row.resource, row.code_challenge)
+                          tuple(row.org_ids), row.resource, row.code_challenge,
+                          upstream=row.upstream, wrapped_key=row.wrapped_key)
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -156,10 +184,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                                                   OAuthCode.used_at.is_(None))
                           .values(used_at=utcnow())).rowcount:
             raise InvalidGrantError("The code was already used.")
+        key = _grant_key(code.wrapped_key, self.request.form.get("code", ""))
+        if key is not None and code.upstream is not None:
+            _within_upstream(token, upstream_vault.open_sealed(key, code.upstream).expires_at)
         grant = tokens.open_grant(db, client=client, user_id=code.user_id, scopes=code.scopes,
-                                  org_ids=code.org_ids, resource=code.resource)
+                                  org_ids=code.org_ids, resource=code.resource,
+                                  upstream=code.upstream)
         db.execute(update(OAuthCode).where(OAuthCode.id == code.id).values(grant_id=grant.id))
-        tokens.save(db, grant.id, token,
+        tokens.save(db, grant.id, token, grant_key=key,
                     refresh_seconds=self.server.settings.oauth_refresh_token_seconds)
         clients.mark_used(db, client)
 
@@ -171,7 +203,7 @@ class PresentedRefreshToken:
     id: int
     grant_id: int
     client_pk: int
-    user_id: int
+    user_id: int | None
     scopes: frozenset[str]
     resource: str
     expires_at: datetime
@@ -218,7 +250,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                           .values(used_at=utcnow())).rowcount:
             tokens.revoke_grant(db, self.server.ctx.deny_list, old.grant_id)
             raise InvalidGrantError("The refresh token was already used.")
-        tokens.save(self.server.db, old.grant_id, token,
+        row = db.get(OAuthToken, old.id)
+        grant = db.get(OAuthGrant, old.grant_id)
+        key = _grant_key(row.wrapped_key if row else None,
+                         self.request.form.get("refresh_token", ""))
+        if key is not None and grant is not None and grant.upstream is not None:
+            _within_upstream(token, upstream_vault.open_sealed(key, grant.upstream).expires_at)
+        tokens.save(self.server.db, old.grant_id, token, grant_key=key,
                     refresh_seconds=self.server.settings.oauth_refresh_token_seconds)
 
 

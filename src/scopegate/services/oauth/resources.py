@@ -28,9 +28,17 @@ def known_resources(settings: Settings) -> tuple[str, ...]:
 
 
 def resolve(requested: Sequence[str], settings: Settings, default: str | None = None) -> str:
-    """The one resource ``requested`` names (``default``, else the API, when none)."""
+    """The one resource ``requested`` names (``default``, else the API, when none). A path
+    below the MCP endpoint (``<base>/mcp/…``) names the MCP endpoint."""
     if not requested:
         return default or settings.api_resource
-    if len(requested) > 1 or requested[0] not in known_resources(settings):
+    if len(requested) > 1:
         raise InvalidTargetError()
-    return requested[0]
+    named = requested[0]
+    if named.startswith(settings.mcp_resource + "/") and len(named) <= 512 and not any(
+            part in ("", ".", "..") for part in named[len(settings.mcp_resource) + 1:]
+            .split("/")):
+        return settings.mcp_resource
+    if named not in known_resources(settings):
+        raise InvalidTargetError()
+    return named

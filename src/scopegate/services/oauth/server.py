@@ -114,11 +114,12 @@ class OAuthResponse:
 
 @dataclass(frozen=True)
 class Person:
-    """The resource owner as Authlib's grants carry it."""
+    """The resource owner as Authlib's grants carry it (``None``: signed in upstream, in
+    proxy mode)."""
 
-    id: int
+    id: int | None
 
-    def get_user_id(self) -> int:
+    def get_user_id(self) -> int | None:
         return self.id
 
 

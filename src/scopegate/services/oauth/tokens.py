@@ -26,6 +26,7 @@ from scopegate.core.changes import Change, Topic
 from scopegate.core.token_kinds import TokenKind
 from scopegate.services.authentication import UNKNOWN, StoredCredential
 from scopegate.services.deny_list import DenyList
+from scopegate.services.oauth import upstream_vault
 from scopegate.services.oauth.clients import Client
 from scopegate.store.models import Organization, User
 from scopegate.store.oauth_models import OAuthClient, OAuthGrant, OAuthToken
@@ -39,10 +40,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def open_grant(db: Session, *, client: Client, user_id: int, scopes: frozenset[str],
-               org_ids: Iterable[int], resource: str) -> OAuthGrant:
+def open_grant(db: Session, *, client: Client, user_id: int | None, scopes: frozenset[str],
+               org_ids: Iterable[int], resource: str,
+               upstream: bytes | None = None) -> OAuthGrant:
     grant = OAuthGrant(client_pk=client.pk, user_id=user_id, scopes=scopes,
-                       org_ids=sorted(set(org_ids)), resource=resource)
+                       org_ids=sorted(set(org_ids)), resource=resource, upstream=upstream)
     db.add(grant)
     db.flush()
     return grant
@@ -67,18 +69,24 @@ def token_response(scopes: frozenset[str], *, access_seconds: int,
 
 
 def save(db: Session, grant_id: int, response: dict[str, object], *,
-         refresh_seconds: int) -> None:
-    """Store the tokens of ``response`` (hashed) in grant ``grant_id``."""
+         refresh_seconds: int, grant_key: bytes | None = None) -> None:
+    """Store the tokens of ``response`` (hashed) in grant ``grant_id``; in proxy mode,
+    each with the grant's key wrapped by it (``upstream_vault``)."""
     scopes = registry.parse(str(response.get("scope", "")))
     now = utcnow()
     access = str(response["access_token"])
+
+    def wrapped(secret: str) -> bytes | None:
+        return upstream_vault.wrap(grant_key, secret) if grant_key is not None else None
+
     rows = [OAuthToken(grant_id=grant_id, kind=ACCESS, token_hash=token_hash(access),
-                       last_chars=access[-4:], scopes=scopes,
+                       last_chars=access[-4:], scopes=scopes, wrapped_key=wrapped(access),
                        expires_at=now + timedelta(seconds=int(response["expires_in"])))]
     if "refresh_token" in response:
         refresh = str(response["refresh_token"])
         rows.append(OAuthToken(grant_id=grant_id, kind=REFRESH, token_hash=token_hash(refresh),
                                last_chars=refresh[-4:], scopes=scopes,
+                               wrapped_key=wrapped(refresh),
                                expires_at=now + timedelta(seconds=refresh_seconds)))
     db.add_all(rows)
     db.flush()
@@ -123,7 +131,7 @@ class StoredToken(TokenMixin):
     grant_id: int
     client_pk: int
     client_id: str
-    user_id: int
+    user_id: int | None
     email: str
     org_ids: tuple[int, ...]
     resource: str
@@ -156,7 +164,7 @@ def find_token(db: Session, token: str | None, kind: str | None = None) -> Store
         select(OAuthToken, OAuthGrant, OAuthClient.client_id, User.email)
         .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
         .join(OAuthClient, OAuthClient.id == OAuthGrant.client_pk)
-        .join(User, User.id == OAuthGrant.user_id)
+        .outerjoin(User, User.id == OAuthGrant.user_id)
         .where(OAuthToken.token_hash == digest)
     ).first()
     if row is None or not hmac.compare_digest(row[0].token_hash, digest):
@@ -168,7 +176,7 @@ def find_token(db: Session, token: str | None, kind: str | None = None) -> Store
         id=t.id, kind=t.kind, scopes=t.scopes, expires_at=t.expires_at,
         revoked=t.revoked_at is not None or grant.revoked_at is not None,
         used=t.used_at is not None, grant_id=grant.id, client_pk=grant.client_pk,
-        client_id=row[2], user_id=grant.user_id, email=row[3],
+        client_id=row[2], user_id=grant.user_id, email=row[3] or "",
         org_ids=tuple(grant.org_ids), resource=grant.resource, issued_at=t.created_at,
     )
 
@@ -196,11 +204,13 @@ def load_access_token(conn: Connection, digest: str) -> StoredCredential:
                users.c.is_active)
         .join(grants, grants.c.id == tokens.c.grant_id)
         .join(clients, clients.c.id == grants.c.client_pk)
-        .join(users, users.c.id == grants.c.user_id)
+        .outerjoin(users, users.c.id == grants.c.user_id)
         .where(tokens.c.token_hash == digest)
     ).first()
+    # A grant without a local person is a proxy-mode grant (the person signed in
+    # upstream); with one, the person must still be active.
     if (row is None or not hmac.compare_digest(row.token_hash, digest) or row.kind != ACCESS
-            or not row.is_active):
+            or (row.user_id is not None and not row.is_active)):
         return UNKNOWN
     if row.revoked_at is not None or row.ended is not None:
         return StoredCredential(None, "The access token was revoked.")
@@ -208,7 +218,8 @@ def load_access_token(conn: Connection, digest: str) -> StoredCredential:
     principal = Principal(
         kind=TokenKind.OAUTH_ACCESS, credential_ref=oauth_token_ref(row.id, row.token_hash),
         user_id=row.user_id, scopes=row.scopes, expires_at=int(expires_at),
-        orgs=frozenset(row.org_ids), audience=row.resource, agent=row.client_id,
+        orgs=frozenset(row.org_ids) if row.user_id is not None else None,
+        audience=row.resource, agent=row.client_id,
         session_id=grant_session_id(row.grant_id),
     )
     return StoredCredential(principal, expires_at=expires_at, table=tokens, row_id=row.id)

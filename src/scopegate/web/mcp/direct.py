@@ -59,7 +59,7 @@ class DirectBackend:
         self._minted = minted
         self._request = request
 
-    async def bearer(self, org: str, *, renew: bool = False) -> str:
+    async def bearer(self, api: str, org: str, *, renew: bool = False) -> str:
         key = (self._principal.credential_ref, org)
         token = None if renew else self._minted.get(key)
         if token is None:

@@ -39,6 +39,7 @@ from scopegate.web.security_headers import NO_STORE
 
 log = logging.getLogger("scopegate.mcp")
 PRINCIPAL_KEY = "scopegate.principal"
+BEARER_KEY = "scopegate.bearer"
 MCP_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource" + MCP_PATH
 
@@ -46,6 +47,11 @@ METADATA_PATH = "/.well-known/oauth-protected-resource" + MCP_PATH
 def principal_of(request: Request) -> Principal:
     """The principal the gate admitted for this MCP request."""
     return request.scope["state"][PRINCIPAL_KEY]
+
+
+def bearer_of(request: Request) -> str:
+    """The token it presented (proxy mode opens the upstream tokens with it)."""
+    return request.scope["state"][BEARER_KEY]
 
 
 class McpEndpoint:
@@ -62,7 +68,10 @@ class McpEndpoint:
         if isinstance(outcome, Challenge):
             await self._refuse(outcome, scope, receive, send)
             return
-        scope.setdefault("state", {})[PRINCIPAL_KEY] = outcome
+        principal, token = outcome
+        state = scope.setdefault("state", {})
+        state[PRINCIPAL_KEY], state[BEARER_KEY] = principal, token
+        outcome = principal
         scope["user"] = AuthenticatedUser(AccessToken(
             token=outcome.credential_ref, client_id=outcome.agent or "",
             scopes=sorted(outcome.scopes or ()), expires_at=outcome.expires_at,
@@ -71,7 +80,7 @@ class McpEndpoint:
         ))
         await self._inner(scope, receive, send)
 
-    async def _admit(self, request: Request) -> Principal | Challenge:
+    async def _admit(self, request: Request) -> tuple[Principal, str] | Challenge:
         settings = self._rt.settings
         realm = settings.realm
         header = request.headers.get("authorization")
@@ -93,7 +102,7 @@ class McpEndpoint:
                 "The access token was not issued for this resource.", realm))
         if not expand(principal.scopes or frozenset()).issuperset(caps.REQUIRED_SCOPES):
             return self._challenge(insufficient_scope(caps.REQUIRED_SCOPES, realm))
-        return principal
+        return principal, token.strip()
 
     def _challenge(self, challenge: Challenge) -> Challenge:
         return for_protected_resource(challenge, self._metadata_url, caps.SUPPORTED_SCOPES)

@@ -17,17 +17,19 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from scopegate.core.access import Principal
 from scopegate.core.region_url import RegionUrlRefused, check_region_url
 from scopegate.runtime.process import Runtime
-from scopegate.services import audit
 from scopegate.services.keys import derived_key
 from scopegate.services.mcp.api import ApiClient, ToolFailure
 from scopegate.services.mcp.tools import Backend, Tools
+from scopegate.services.mcp.upstream import Upstream
+from scopegate.services.oauth.proxy import ProxyStates
 from scopegate.web.auth import request_info
 from scopegate.web.mcp.direct import DirectBackend, MintedTokens
-from scopegate.web.mcp.endpoint import MCP_PATH, McpEndpoint
+from scopegate.web.mcp.endpoint import MCP_PATH, McpEndpoint, bearer_of, principal_of
+from scopegate.web.mcp.proxy import ProxyBackend, ProxyGrants
 from scopegate.web.mcp.server import build_server
+from scopegate.web.oauth.approval_cookie import ApprovalCookie
 
 #: Requests to ``/mcp`` larger than this are refused by the SDK (413).
 MAX_REQUEST_BYTES = 256 * 1024
@@ -42,8 +44,14 @@ class FrontDoor:
         self.request_state_key = derived_key(settings.secret(), b"scopegate mcp request state v1")
         self._api = urlsplit(settings.mcp_api)
         self._http: httpx.AsyncClient | None = None
-        self.tools = Tools(ApiClient(self._client))
+        self._api_client = ApiClient(self._client)
+        self.tools = Tools(self._api_client)
         self._minted = MintedTokens()
+        #: Proxy mode only: the upstream server, the trips to it, this browser's approvals.
+        self.upstream = Upstream(settings) if settings.proxy_mode else None
+        self.proxy = ProxyGrants(rt, self.upstream) if self.upstream is not None else None
+        self.states = ProxyStates(settings.secret())
+        self.approval_cookie = ApprovalCookie(settings)
         self.server = build_server(self)
         self._manager: StreamableHTTPSessionManager | None = None
         self.endpoint = McpEndpoint(rt, self._handle)
@@ -85,9 +93,16 @@ class FrontDoor:
         await self._manager.handle_request(scope, receive, send)
 
     # -- what tools use --------------------------------------------------------------
-    def backend(self, principal: Principal, request: Request | None) -> Backend:
-        info = request_info(request) if request is not None else audit.RequestInfo()
-        return DirectBackend(self.rt, principal, self._minted, info)
+    def backend(self, request: Request) -> Backend:
+        principal = principal_of(request)
+        if self.proxy is not None:
+            return ProxyBackend(self.proxy, self._api_client, principal, bearer_of(request),
+                                self._minted, self.proxy_issuer)
+        return DirectBackend(self.rt, principal, self._minted, request_info(request))
+
+    @property
+    def proxy_issuer(self) -> str:
+        return self.upstream.issuer if self.upstream is not None else ""
 
     def api_base(self, region_url: str | None) -> str:
         """The API base URL a call goes to: the configured one, or the region's."""
@@ -100,3 +115,8 @@ class FrontDoor:
         except RegionUrlRefused as refused:
             raise ToolFailure(f"regionUrl refused: {refused}") from None
         return origin + (self._api.path or "/")
+
+
+def front_door(request: Request) -> FrontDoor:
+    """The app's MCP front door."""
+    return request.app.state.front_door

@@ -62,8 +62,7 @@ def build_server(front: FrontDoor) -> MCPServer:
 
     async def run(ctx: Context, region: str | None,
                   work: Callable[[Backend, str], Awaitable[ToolAnswer]]) -> ToolResult:
-        request = ctx.request_context.request
-        backend = front.backend(principal_of(request), request)
+        backend = front.backend(ctx.request_context.request)
         try:
             base = front.api_base(region)
             try:

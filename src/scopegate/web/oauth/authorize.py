@@ -33,7 +33,7 @@ from scopegate.services.oauth.server import (
     OAuthResponse,
     Person,
 )
-from scopegate.web.oauth import adapter
+from scopegate.web.oauth import adapter, proxy_pages
 from scopegate.web.runtime import runtime
 from scopegate.web.security_headers import page_policy_sending_forms_to
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
@@ -44,7 +44,7 @@ from scopegate.web.ui.session import WebUser, check_form_csrf, web_user
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 PATH = ENDPOINTS["authorization_endpoint"]
 #: Form fields of the consent page that are not OAuth parameters.
-PAGE_FIELDS = frozenset({"csrf_token", "decision", "orgs"})
+PAGE_FIELDS = frozenset({"csrf_token", "decision", "orgs", "capabilities"})
 #: Errors whose Authlib description quotes a request value: sent without one.
 _QUOTING = frozenset({"unsupported_response_type"})
 _RESPONSE_TYPE = re.compile(r"[a-z_ ]{1,64}")
@@ -94,6 +94,8 @@ class _Submitted:
     csrf_token: str | None
     decision: str | None
     orgs: list[str]
+    #: Proxy mode's approval page: the capabilities chosen.
+    capabilities: list[str]
 
 
 def _writes(oauth_request: OAuthRequest) -> bool:
@@ -117,7 +119,8 @@ async def _read(request: Request) -> _Submitted | Response:
                          if request.method == "POST" else ())
     page = query.payload.data
     return _Submitted(oauth, page.get("csrf_token"), page.get("decision"),
-                      query.payload.datalist.get("orgs", []))
+                      query.payload.datalist.get("orgs", []),
+                      query.payload.datalist.get("capabilities", []))
 
 
 def _consent_page(request: Request, me: WebUser, oauth_request: OAuthRequest, page: _Page,
@@ -143,6 +146,9 @@ async def authorize(request: Request) -> Response:
     if isinstance(submitted, Response):
         return submitted
     oauth_request, rt = submitted.oauth, runtime(request)
+    if rt.settings.proxy_mode:  # people sign in upstream: the client approval page
+        return await proxy_pages.show(request, oauth_request, _writes(oauth_request),
+                                      _refused)
     try:
         grant = await unit_of_work(rt, lambda db: AuthorizationServer(db, rt.oauth)
                                    .get_consent_grant(oauth_request),
@@ -157,6 +163,8 @@ async def authorize(request: Request) -> Response:
 
 @router.post(PATH)
 async def decide(request: Request) -> Response:
+    if runtime(request).settings.proxy_mode:
+        return await _decide_in_proxy_mode(request)
     me = await web_user(request)
     submitted = await _read(request)
     if isinstance(submitted, Response):
@@ -190,3 +198,11 @@ async def decide(request: Request) -> Response:
         return outcome
     return adapter.to_response(outcome)
 
+
+
+async def _decide_in_proxy_mode(request: Request) -> Response:
+    submitted = await _read(request)
+    if isinstance(submitted, Response):
+        return submitted
+    return await proxy_pages.decide(request, submitted.oauth, submitted.csrf_token,
+                                    submitted.decision, submitted.capabilities, _refused)

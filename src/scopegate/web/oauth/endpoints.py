@@ -18,6 +18,7 @@ from starlette.responses import Response
 from scopegate.services.oauth import clients
 from scopegate.services.oauth.metadata import ENDPOINTS, server_metadata
 from scopegate.services.oauth.server import OAuthJsonRequest
+from scopegate.web.mcp.front_door import front_door
 from scopegate.web.oauth import adapter
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
@@ -85,6 +86,11 @@ async def token(request: Request) -> Response:
         }))
     if any(len(v) > 1 for v in oauth_request.payload.datalist.values()):
         return adapter.invalid_request("Each parameter may be sent once.")
+    proxy = front_door(request).proxy
+    if proxy is not None and grant_type == "refresh_token":
+        # Proxy mode: the upstream tokens first (single-flight); a terminal refusal
+        # revokes the grant, and the refresh below then fails with invalid_grant.
+        await proxy.refresh_upstream(oauth_request.payload.data.get("refresh_token") or "")
     answer = await adapter.answer(request, lambda s: s.create_token_response(oauth_request))
     return adapter.to_response(answer)
 

@@ -1,0 +1,111 @@
+"""The upstream authorization server, in proxy mode: the front door is its OAuth client.
+
+Authlib's ``AsyncOAuth2Client`` does the client side of the protocol (PKCE S256, the
+code exchange and refresh with ``client_secret_basic``); this module discovers the
+server (RFC 8414, cached, issuer checked) and turns its answers into ``UpstreamTokens``
+or ``UpstreamRefused``. Nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx2
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+from scopegate.services.oauth.upstream_vault import UpstreamTokens
+from scopegate.settings import Settings
+
+log = logging.getLogger("scopegate.mcp")
+TIMEOUT_SECONDS = 10.0
+METADATA_SECONDS = 300.0
+#: Errors after which the upstream grant is gone for good (RFC 6749 §5.2).
+TERMINAL = frozenset({"invalid_grant", "unauthorized_client", "invalid_client"})
+
+
+class UpstreamRefused(Exception):
+    """The upstream server refused (``error`` is its RFC 6749 code) or could not be
+    reached (``error`` is ``temporarily_unavailable``)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+    @property
+    def terminal(self) -> bool:
+        return self.error in TERMINAL
+
+
+class Upstream:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.upstream_issuer and settings.upstream_client_id  # noqa: S101 - proxy mode
+        assert settings.upstream_client_secret is not None  # noqa: S101
+        self.issuer = settings.upstream_issuer.rstrip("/")
+        self._client_id = settings.upstream_client_id
+        self._secret = settings.upstream_client_secret.get_secret_value()
+        self.redirect_uri = settings.base_url + "/oauth/callback"
+        self.resource = settings.mcp_api
+        self._metadata: dict[str, Any] | None = None
+        self._metadata_at = 0.0
+
+    def _client(self) -> AsyncOAuth2Client:
+        return AsyncOAuth2Client(
+            self._client_id, self._secret,
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name
+            redirect_uri=self.redirect_uri, code_challenge_method="S256",
+            timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False)
+
+    async def metadata(self) -> dict[str, Any]:
+        """The upstream's RFC 8414 metadata, fetched at most every few minutes."""
+        if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_SECONDS:
+            url = self.issuer + "/.well-known/oauth-authorization-server"
+            try:
+                async with httpx2.AsyncClient(timeout=TIMEOUT_SECONDS, trust_env=False) as http:
+                    answer = await http.get(url)
+                document = answer.json() if answer.status_code == 200 else None
+            except (httpx2.HTTPError, ValueError):
+                document = None
+            if not isinstance(document, dict) or document.get("issuer") != self.issuer:
+                log.warning("upstream authorization server metadata unusable at %s", url)
+                raise UpstreamRefused("temporarily_unavailable")
+            self._metadata, self._metadata_at = document, time.monotonic()
+        return self._metadata
+
+    async def authorization_url(self, *, state: str, code_verifier: str,
+                                scopes: tuple[str, ...]) -> str:
+        endpoint = (await self.metadata())["authorization_endpoint"]
+        async with self._client() as client:
+            url, _ = client.create_authorization_url(
+                endpoint, state=state, code_verifier=code_verifier, scope=" ".join(scopes),
+                resource=self.resource)
+        return url
+
+    async def exchange(self, code: str, code_verifier: str) -> UpstreamTokens:
+        endpoint = (await self.metadata())["token_endpoint"]
+        return await self._token(lambda client: client.fetch_token(
+            endpoint, grant_type="authorization_code", code=code, code_verifier=code_verifier,
+            redirect_uri=self.redirect_uri, resource=self.resource))
+
+    async def refresh(self, refresh_token: str) -> UpstreamTokens:
+        endpoint = (await self.metadata())["token_endpoint"]
+        return await self._token(lambda client: client.refresh_token(
+            endpoint, refresh_token=refresh_token))
+
+    async def _token(self, call: Any) -> UpstreamTokens:
+        try:
+            async with self._client() as client:
+                token = await call(client)
+        except OAuthError as error:
+            log.info("upstream token endpoint refused: %s", error.error)
+            raise UpstreamRefused(str(error.error or "invalid_request")) from None
+        except (httpx2.HTTPError, ValueError) as error:
+            log.warning("upstream token endpoint unreachable: %s", type(error).__name__)
+            raise UpstreamRefused("temporarily_unavailable") from None
+        access = token.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise UpstreamRefused("invalid_request")
+        expires_in = int(token.get("expires_in") or 3600)
+        return UpstreamTokens(access, token.get("refresh_token"),
+                              int(time.time()) + expires_in, str(token.get("scope") or ""))
