@@ -87,3 +87,27 @@ def test_a_token_without_the_read_scopes_gets_one_challenge_naming_them_all(
     assert challenge["error"] == "insufficient_scope"
     assert challenge["scope"] == INSPECT
     assert challenge["resource_metadata"] == METADATA
+
+
+def test_cors_answers_only_configured_origins_and_only_on_oauth_and_mcp(
+        database_url: str) -> None:
+    from scopegate.web.app import create_app
+    from support.settings import make_settings
+
+    app = create_app(make_settings(database_url, base_url=OAUTH_BASE_URL,
+                                   mcp_cors_origins="https://client.example"))
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization"}
+    with TestClient(app, base_url=OAUTH_BASE_URL) as web:
+        for path in ("/oauth/token", "/mcp", "/.well-known/oauth-protected-resource/mcp"):
+            allowed = web.options(path, headers={"Origin": "https://client.example",
+                                                 **preflight})
+            assert allowed.status_code == 200, path
+            assert allowed.headers["access-control-allow-origin"] == "https://client.example"
+            other = web.options(path, headers={"Origin": "https://evil.example", **preflight})
+            assert "access-control-allow-origin" not in other.headers, path
+        api = web.get("/api/0/organizations/", headers={"Origin": "https://client.example"})
+        assert "access-control-allow-origin" not in api.headers
+        metadata = web.get("/.well-known/oauth-authorization-server",
+                           headers={"Origin": "https://client.example"})
+        assert metadata.headers["access-control-allow-origin"] == "https://client.example"

@@ -8,15 +8,20 @@ there)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anyio
+import httpx
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.orm import Session
 
@@ -33,10 +38,16 @@ from support.live_server import (
     spawn,
     wait_ready,
 )
-from support.mcp_client import ProxyPerson
+from support.mcp_client import _HIDDEN, ProxyPerson
+from support.oauth import decide, pkce
 from support.settings import SECRET
 from support.world import World, build_world
 
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {},
+    "clientInfo": {"name": "probe", "version": "1"}}}
+_STREAMABLE = {"Accept": "application/json, text/event-stream"}
 UPSTREAM_SECRET = SECRET  # the template database's signing key is sealed under it
 
 
@@ -169,4 +180,227 @@ def test_an_mcp_client_signs_in_upstream_through_the_front_door_and_acts_after_a
         assert upstream.access_token.encode() not in dump
         assert upstream.refresh_token and upstream.refresh_token.encode() not in dump
         assert access.encode() not in dump
+        person.close()
+
+
+def test_refresh_rotates_the_front_door_tokens_and_the_upstream_ones(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        auth = person.oauth(pair.mcp_url)
+
+        async def session() -> None:
+            async with person.client(pair.mcp_url, auth) as client:
+                assert not (await client.call_tool("find_projects", {
+                    "organizationSlug": "acme"})).is_error
+                first = person.storage.tokens
+                before = _upstream_tokens(pair.front_db, first.access_token)
+                auth.context.token_expiry_time = time.time() - 1  # time passes
+                again = await client.call_tool("find_projects", {"organizationSlug": "acme"})
+                assert not again.is_error, _text(again)
+                second = person.storage.tokens
+                assert second.access_token != first.access_token
+                assert second.refresh_token != first.refresh_token
+                after = _upstream_tokens(pair.front_db, second.access_token)
+                assert after.access_token != before.access_token  # refreshed upstream too
+                assert after.refresh_token != before.refresh_token
+
+        anyio.run(session)
+        assert len(person.authorize_urls) == 1
+        person.close()
+
+
+def test_an_upstream_grant_revoked_ends_the_front_door_grant(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        auth = person.oauth(pair.mcp_url)
+
+        async def session() -> None:
+            async with person.client(pair.mcp_url, auth) as client:
+                assert not (await client.call_tool("whoami", {})).is_error
+                old = person.storage.tokens.access_token
+                # The person revokes the front door upstream (its authorized-apps API).
+                me = person.browser.get("/account")
+                csrf = _CSRF.search(me.text).group(1)
+                front_client = _front_client_id(pair)
+                revoked = person.browser.delete(
+                    f"/api/0/oauth-authorizations/{front_client}/",
+                    headers={"X-CSRF-Token": csrf})
+                assert revoked.status_code == 204, revoked.text
+                auth.context.token_expiry_time = time.time() - 1
+                # The refresh fails upstream for good: the grant is revoked, and the client
+                # signs in again (this browser approved it before: no approval page).
+                answer = await client.call_tool("whoami", {})
+                assert not answer.is_error, _text(answer)
+                refused = httpx.post(pair.mcp_url, json=_INITIALIZE, headers={
+                    "Authorization": f"Bearer {old}", **_STREAMABLE})
+                assert refused.status_code == 401
+                assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+        anyio.run(session)
+        assert len(person.authorize_urls) == 2
+        assert person.approval_pages == 1
+        person.close()
+
+
+def _front_client_id(pair: Pair) -> str:
+    engine = make_engine(pair.upstream_db)
+    with Session(engine) as db:
+        from scopegate.store.oauth_models import OAuthClient
+
+        found = db.scalar(select(OAuthClient.client_id).where(
+            OAuthClient.name == "scopegate MCP front door"))
+    engine.dispose()
+    assert found is not None
+    return found
+
+
+# -- negatives: the trip through the upstream --------------------------------------------
+
+CLIENT_REDIRECT = "http://127.0.0.1:8123/callback"
+
+
+def _register(pair: Pair) -> str:
+    answer = httpx.post(pair.front.url("/oauth/register"), json={
+        "client_name": "Probe client", "redirect_uris": [CLIENT_REDIRECT],
+        "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"],
+        "application_type": "native"})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["client_id"]
+
+
+def _authorize_url(pair: Pair, client_id: str, **extra: str) -> str:
+    _, challenge = pkce()
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": CLIENT_REDIRECT,
+              "code_challenge": challenge, "code_challenge_method": "S256",
+              "state": "client-state", "resource": pair.mcp_url, **extra}
+    return pair.front.url("/oauth/authorize?") + urlencode(params)
+
+
+def _callback_url(person: ProxyPerson, pair: Pair, client_id: str) -> str:
+    """Approve at the front door and consent upstream; the callback URL, not yet opened."""
+    page = person.browser.get(_authorize_url(pair, client_id), follow_redirects=False)
+    assert page.status_code == 200  # not approved yet: the approval page
+    fields: dict[str, list[str]] = {}
+    for key, value in _HIDDEN.findall(page.text):
+        fields.setdefault(key, []).append(unescape(value))
+    fields["decision"] = ["approve"]
+    answer = person.browser.post(pair.front.url("/oauth/authorize"), data=fields,
+                                 follow_redirects=False)
+    assert answer.status_code == 303, answer.text[:300]
+    consent = person.browser.get(answer.headers["location"], follow_redirects=False)
+    back = decide(person.browser, consent, "approve", ("acme",))
+    assert back.status_code == 303
+    return back.headers["location"]
+
+
+def test_the_state_is_signed_single_use_and_expires(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        client_id = _register(pair)
+        callback = _callback_url(person, pair, client_id)
+        query = parse_qs(urlsplit(callback).query)
+        state = query["state"][0]
+
+        def opened(new_state: str) -> httpx.Response:
+            url = callback.replace(urlencode({"state": state}), urlencode({"state": new_state}))
+            return person.browser.get(url, follow_redirects=False)
+
+        tampered = opened(state[:-2] + ("A" if state[-2] != "A" else "B") + state[-1])
+        assert tampered.status_code == 400 and "location" not in tampered.headers
+        signer = URLSafeTimedSerializer(SECRET, salt="scopegate.mcp-proxy-state")
+        payload = signer.loads(state)
+        aged = _AgedSerializer(SECRET, salt="scopegate.mcp-proxy-state").dumps(payload)
+        expired = opened(aged)
+        assert expired.status_code == 400 and "location" not in expired.headers
+        first = opened(state)
+        assert first.status_code == 303
+        back = parse_qs(urlsplit(first.headers["location"]).query)
+        assert first.headers["location"].startswith(CLIENT_REDIRECT)
+        assert back["state"] == ["client-state"] and back["iss"] == [pair.front.base_url]
+        assert "code" in back
+        replayed = opened(state)
+        assert replayed.status_code == 400 and "location" not in replayed.headers
+        person.close()
+
+
+class _AgedSerializer(URLSafeTimedSerializer):
+    """Signs as if eleven minutes ago (past the state's ten)."""
+
+    def __init__(self, secret: str, salt: str) -> None:
+        class Aged(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(time.time()) - 660
+
+        super().__init__(secret, salt=salt, signer=Aged)
+
+
+def test_the_callback_needs_this_browsers_approval_of_the_client(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        callback = _callback_url(person, pair, _register(pair))
+        with httpx.Client() as elsewhere:  # the link opened in a browser without the cookie
+            answer = elsewhere.get(callback, follow_redirects=False)
+        assert answer.status_code == 403 and "location" not in answer.headers
+        again = person.browser.get(callback, follow_redirects=False)
+        assert again.status_code == 400  # and the state was spent
+        person.close()
+
+
+def test_bad_authorization_requests_get_an_error_page_or_an_error_redirect(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        client_id = _register(pair)
+        with httpx.Client() as browser:
+            mismatch = browser.get(_authorize_url(pair, client_id,
+                                                  redirect_uri="http://127.0.0.1:8123/other"))
+            assert mismatch.status_code == 400 and "location" not in mismatch.headers
+            unknown = browser.get(_authorize_url(pair, "no-such-client"))
+            assert unknown.status_code == 400
+            for extra in ({"code_challenge_method": "plain"},
+                          {"resource": pair.front.url("/api/0/")},
+                          {"resource": "https://elsewhere.example/mcp"}):
+                refused = browser.get(_authorize_url(pair, client_id, **extra),
+                                      follow_redirects=False)
+                assert refused.status_code == 303, extra
+                sent = parse_qs(urlsplit(refused.headers["location"]).query)
+                assert sent["error"][0] in ("invalid_request", "invalid_target"), extra
+                assert sent["state"] == ["client-state"]
+            below = browser.get(_authorize_url(pair, client_id, resource=pair.mcp_url + "/x"))
+            assert below.status_code == 200  # a path below /mcp names /mcp
+            page = browser.get(_authorize_url(pair, client_id))
+            assert page.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+            assert "127.0.0.1:8123" in page.text  # the redirect host, shown plainly
+            fields: dict[str, list[str]] = {}
+            for key, value in _HIDDEN.findall(page.text):
+                fields.setdefault(key, []).append(unescape(value))
+            fields["csrf_token"] = ["forged"]
+            fields["decision"] = ["approve"]
+            forged = browser.post(pair.front.url("/oauth/authorize"), data=fields,
+                                  follow_redirects=False)
+            assert forged.status_code == 403 and "location" not in forged.headers
+
+
+def test_the_upstream_token_is_refused_at_mcp(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        auth = person.oauth(pair.mcp_url)
+
+        async def session() -> None:
+            async with person.client(pair.mcp_url, auth) as client:
+                assert not (await client.call_tool("whoami", {})).is_error
+
+        anyio.run(session)
+        upstream = _upstream_tokens(pair.front_db, person.storage.tokens.access_token)
+        for token in (upstream.access_token, person.storage.tokens.refresh_token):
+            answer = httpx.post(pair.mcp_url, json=_INITIALIZE, headers={
+                "Authorization": f"Bearer {token}", **_STREAMABLE})
+            assert answer.status_code == 401
+            assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+            assert token not in answer.text
         person.close()

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     #: Let a client ID metadata document live at a loopback ``http://`` URL. For
     #: development and tests only; off by default.
     oauth_metadata_allow_loopback: bool = False
+    #: An extra CA bundle (PEM) trusted when fetching client metadata documents, besides
+    #: the public roots: for clients that publish them behind an internal CA.
+    oauth_metadata_ca_file: Path | None = None
 
     #: The API the MCP tools call over HTTP. Default: this deployment's own API
     #: (``<base>/api/0/``); in proxy mode, ``upstream_api_url``.

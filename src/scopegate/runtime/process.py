@@ -129,7 +129,8 @@ class Runtime:
             counters=counters,
             oauth=ServerContext(settings, MetadataDocuments(
                 allow_loopback=settings.oauth_metadata_allow_loopback,
-                cache_seconds=settings.oauth_metadata_cache_seconds), deny_list),
+                cache_seconds=settings.oauth_metadata_cache_seconds,
+                ca_file=settings.oauth_metadata_ca_file), deny_list),
             sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
                             if engine.dialect.name == "sqlite" else None),
             reads_inline=reads_inline,

@@ -25,6 +25,7 @@ from scopegate.web import errors, jwks
 from scopegate.web.api import agent, audit, issues, oauth_apps, organizations, releases, tokens
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
+from scopegate.web.cors import OAuthCorsMiddleware
 from scopegate.web.mcp import resource_metadata
 from scopegate.web.mcp.endpoint import MCP_PATH
 from scopegate.web.mcp.front_door import FrontDoor
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                                    methods=["GET", "POST", "DELETE"]))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OAuthCorsMiddleware, origins=settings.mcp_cors_origin_list)
     # Outermost last: the security headers on every response, refusals included; then a
     # request for another Host is refused (400); then the rest sees only the base URL's.
     app.add_middleware(CanonicalOriginMiddleware, base_url=settings.base_url)

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import certifi
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -107,8 +110,13 @@ class MetadataDocuments:
     """Fetches, validates and caches client metadata documents."""
 
     def __init__(self, *, allow_loopback: bool, cache_seconds: float,
-                 resolve: Resolver | None = None, max_entries: int = 1000) -> None:
+                 resolve: Resolver | None = None, max_entries: int = 1000,
+                 ca_file: Path | None = None) -> None:
         self._allow_loopback = allow_loopback
+        # The public roots, plus an operator's own CA when configured (an internal one).
+        self._verify = ssl.create_default_context(cafile=certifi.where())
+        if ca_file is not None:
+            self._verify.load_verify_locations(cafile=str(ca_file))
         self._cache_seconds = cache_seconds
         self._resolve = resolve or _default_resolve
         self._max = max_entries
@@ -170,7 +178,7 @@ class MetadataDocuments:
         body = bytearray()
         try:
             with httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False,
-                              trust_env=False) as client, client.stream(
+                              trust_env=False, verify=self._verify) as client, client.stream(
                     "GET", pinned, headers=headers, extensions=extensions) as response:
                 if response.is_redirect:
                     raise MetadataDocumentError("The client metadata document redirects; "
