@@ -59,6 +59,14 @@ class Pair:
     front_db: str
     world: World
     client_secret: str
+    front_env: dict[str, str]
+    logs: Path
+
+    def restart_front(self) -> None:
+        """Stop the front door and start a new process on the same port and database."""
+        self.front.stop()
+        self.front = _serve("front-again", self.front.port, self.front_env, self.logs)
+        wait_ready([self.front])
 
     @property
     def mcp_url(self) -> str:
@@ -91,17 +99,22 @@ def proxy_pair(database_url: str, sqlite_template: Path, tmp_path: Path) -> Iter
     upstream = _serve("upstream", up_port, {
         "SCOPEGATE_DATABASE_URL": upstream_db, "SCOPEGATE_BASE_URL": up_base,
         "SCOPEGATE_SECRET_KEY": UPSTREAM_SECRET}, tmp_path)
-    front = _serve("front", front_port, {
+    front_env = {
         "SCOPEGATE_DATABASE_URL": database_url, "SCOPEGATE_BASE_URL": front_base,
-        "SCOPEGATE_SECRET_KEY": SECRET,
+        "SCOPEGATE_SECRET_KEY": SECRET, "SCOPEGATE_LOG_LEVEL": "DEBUG",
         "SCOPEGATE_UPSTREAM_ISSUER": up_base,
         "SCOPEGATE_UPSTREAM_CLIENT_ID": registered.client.client_id,
         "SCOPEGATE_UPSTREAM_CLIENT_SECRET": registered.client_secret,
-        "SCOPEGATE_UPSTREAM_API_URL": up_base + "/api/0/"}, tmp_path)
-    with running(upstream, front):
+        "SCOPEGATE_UPSTREAM_API_URL": up_base + "/api/0/"}
+    front = _serve("front", front_port, front_env, tmp_path)
+    pair = Pair(upstream, front, upstream_db, database_url, world, registered.client_secret,
+                front_env, tmp_path)
+    try:
         wait_ready([upstream, front])
-        yield Pair(upstream, front, upstream_db, database_url, world,
-                   registered.client_secret)
+        yield pair
+    finally:
+        with running(pair.upstream, pair.front):
+            pass
 
 
 def _text(result: object) -> str:
@@ -180,6 +193,13 @@ def test_an_mcp_client_signs_in_upstream_through_the_front_door_and_acts_after_a
         assert upstream.access_token.encode() not in dump
         assert upstream.refresh_token and upstream.refresh_token.encode() not in dump
         assert access.encode() not in dump
+        # Nor does its log (at DEBUG), nor any front-door token.
+        pair.front.stop()
+        log = pair.front.log.read_text(errors="replace")  # type: ignore[union-attr]
+        refresh = person.storage.tokens.refresh_token  # type: ignore[union-attr]
+        for secret in (upstream.access_token, upstream.refresh_token, access, refresh,
+                       pair.client_secret):
+            assert secret and secret not in log
         person.close()
 
 
@@ -403,4 +423,16 @@ def test_the_upstream_token_is_refused_at_mcp(
             assert answer.status_code == 401
             assert 'error="invalid_token"' in answer.headers["www-authenticate"]
             assert token not in answer.text
+        person.close()
+
+
+def test_a_sign_in_in_progress_survives_a_restart_of_the_front_door(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    with proxy_pair(database_url, sqlite_template, tmp_path) as pair:
+        person = ProxyPerson(pair.upstream.base_url, World.email("member"))
+        callback = _callback_url(person, pair, _register(pair))
+        pair.restart_front()
+        answer = person.browser.get(callback, follow_redirects=False)
+        assert answer.status_code == 303, answer.text[:300]
+        assert "code" in parse_qs(urlsplit(answer.headers["location"]).query)
         person.close()
