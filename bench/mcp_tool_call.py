@@ -6,7 +6,9 @@ database (inspect scopes, acme only), then, one request at a time on loopback:
 
 * ``direct``: ``GET /api/0/organizations/acme/issues/?perPage=5`` with an agent token;
 * ``MCP``: ``tools/call find_issues`` (acme, limit 5) through the official ``mcp`` client
-  (protocol 2026-07-28), which the server turns into an agent-token call to that route.
+  (protocol 2026-07-28), which the server turns into an agent-token call to that route;
+* ``whoami``: a tool call that makes no API call (one read of the person's row): what the
+  MCP round trip alone costs.
 
 Prints median and p99 latency of each and the overhead of the MCP path (what the tool call
 adds: the MCP request, the gate for ``/mcp``, the agent token, the inner API call and the
@@ -88,21 +90,23 @@ def run(url: str, count: int) -> dict[str, list[float]]:
                     direct.append(elapsed)
 
         tool: list[float] = []
+        bare: list[float] = []
 
-        async def calls() -> None:
+        async def calls(name: str, arguments: dict[str, object], into: list[float]) -> None:
             async with bearer_client(server.base_url + "/mcp", token) as client:
                 for n in range(WARMUP + count):
                     started = time.perf_counter()
-                    result = await client.call_tool(
-                        "find_issues", {"organizationSlug": ORG, "limit": 5})
+                    result = await client.call_tool(name, arguments)
                     elapsed = time.perf_counter() - started
                     if result.is_error:
                         raise SystemExit(f"bench: tool call failed: {result.content}")
                     if n >= WARMUP:
-                        tool.append(elapsed)
+                        into.append(elapsed)
 
-        anyio.run(calls)
-        return {"direct API GET (agent token)": direct, "MCP tools/call find_issues": tool}
+        anyio.run(calls, "find_issues", {"organizationSlug": ORG, "limit": 5}, tool)
+        anyio.run(calls, "whoami", {}, bare)
+        return {"direct API GET (agent token)": direct, "MCP tools/call find_issues": tool,
+                "MCP tools/call whoami (no API call)": bare}
 
 
 def main() -> None:
