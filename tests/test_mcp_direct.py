@@ -5,23 +5,14 @@ and refresh after the access token expires."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select, update
 
 from scopegate.core.changes import Change, Topic
@@ -29,6 +20,7 @@ from scopegate.services.oauth.tokens import token_hash
 from scopegate.store.models import Issue
 from scopegate.store.oauth_models import OAuthToken
 from scopegate.store.types import utcnow
+from support.documents import MetadataDocumentServer
 from support.live_server import LiveServer, live_server
 from support.mcp_client import Person, bearer_client
 from support.oauth import access_token, register
@@ -209,54 +201,11 @@ def test_hostile_region_urls_are_tool_errors_and_send_nothing(database_url: str)
         person.close()
 
 
-def _self_signed_for_loopback(folder: Path) -> tuple[Path, Path]:
-    """A certificate for https://127.0.0.1 (IP SAN) and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-class _Document(BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
 def test_an_mcp_client_identified_by_a_metadata_document(
         database_url: str, tmp_path: Path) -> None:
-    cert, key = _self_signed_for_loopback(tmp_path)
-    documents = ThreadingHTTPServer(("127.0.0.1", 0), _Document)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    documents.socket = context.wrap_socket(documents.socket, server_side=True)
-    url = f"https://127.0.0.1:{documents.server_address[1]}/mcp-client.json"
     redirect = "http://127.0.0.1:8123/callback"
-    _Document.body = json.dumps({
-        "client_id": url, "client_name": "Document MCP client", "redirect_uris": [redirect],
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"]}).encode()
-    threading.Thread(target=documents.serve_forever, daemon=True).start()
+    documents = MetadataDocumentServer(tmp_path, redirect)
+    url, cert = documents.url, documents.cert
     try:
         with scopegate(database_url, oauth_metadata_allow_loopback=True,
                        oauth_metadata_ca_file=cert) as (server, _):
@@ -277,4 +226,4 @@ def test_an_mcp_client_identified_by_a_metadata_document(
             assert "describes itself at" in consent.text
             person.close()
     finally:
-        documents.shutdown()
+        documents.close()

@@ -29,6 +29,7 @@ from scopegate.services.oauth import clients, tokens, upstream_vault
 from scopegate.store.db import make_engine
 from scopegate.store.models import Issue
 from scopegate.store.oauth_models import OAuthGrant, OAuthToken
+from support.documents import MetadataDocumentServer
 from support.live_server import (
     HOST,
     ServerProcess,
@@ -81,7 +82,8 @@ def _serve(name: str, port: int, variables: dict[str, str], logs: Path) -> Serve
 
 
 @contextmanager
-def proxy_pair(database_url: str, sqlite_template: Path, tmp_path: Path) -> Iterator[Pair]:
+def proxy_pair(database_url: str, sqlite_template: Path, tmp_path: Path,
+               **front_settings: str) -> Iterator[Pair]:
     upstream_file = tmp_path / "upstream.db"
     shutil.copy(sqlite_template, upstream_file)
     upstream_db = f"sqlite:///{upstream_file}"
@@ -105,7 +107,7 @@ def proxy_pair(database_url: str, sqlite_template: Path, tmp_path: Path) -> Iter
         "SCOPEGATE_UPSTREAM_ISSUER": up_base,
         "SCOPEGATE_UPSTREAM_CLIENT_ID": registered.client.client_id,
         "SCOPEGATE_UPSTREAM_CLIENT_SECRET": registered.client_secret,
-        "SCOPEGATE_UPSTREAM_API_URL": up_base + "/api/0/"}
+        "SCOPEGATE_UPSTREAM_API_URL": up_base + "/api/0/", **front_settings}
     front = _serve("front", front_port, front_env, tmp_path)
     pair = Pair(upstream, front, upstream_db, database_url, world, registered.client_secret,
                 front_env, tmp_path)
@@ -436,3 +438,31 @@ def test_a_sign_in_in_progress_survives_a_restart_of_the_front_door(
         assert answer.status_code == 303, answer.text[:300]
         assert "code" in parse_qs(urlsplit(answer.headers["location"]).query)
         person.close()
+
+
+def test_a_client_identified_by_a_metadata_document_signs_in_through_the_front_door(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    redirect = "http://127.0.0.1:8124/callback"
+    documents = MetadataDocumentServer(tmp_path, redirect, name="Proxy document client")
+    try:
+        with proxy_pair(database_url, sqlite_template, tmp_path,
+                        SCOPEGATE_OAUTH_METADATA_ALLOW_LOOPBACK="true",
+                        SCOPEGATE_OAUTH_METADATA_CA_FILE=str(documents.cert)) as pair:
+            person = ProxyPerson(pair.upstream.base_url, World.email("member"),
+                                 capabilities=("inspect",))
+
+            async def session() -> None:
+                auth = person.oauth(pair.mcp_url, redirect, client_metadata_url=documents.url)
+                async with person.client(pair.mcp_url, auth) as client:
+                    names = {tool.name for tool in (await client.list_tools()).tools}
+                    assert "update_issue" not in names and "create_release" not in names
+                    found = await client.call_tool("find_releases", {"organizationSlug": "acme"})
+                    assert not found.is_error, _text(found)
+
+            anyio.run(session)
+            assert person.storage.client_info.client_id == documents.url  # type: ignore[union-attr]
+            asked = parse_qs(urlsplit(person.upstream_authorize_urls[0]).query)
+            assert asked["scope"] == ["org:read project:read event:read"]  # inspect only
+            person.close()
+    finally:
+        documents.close()

@@ -134,7 +134,9 @@ async def decide(request: Request, oauth_request: OAuthRequest, csrf_token: str 
         return await _page(request, outcome, oauth_request, caps.DEFAULT, str(error), 400)
     chosen = chosen | {caps.Capability.INSPECT}
     response = await _to_upstream(request, outcome, oauth_request, chosen)
-    front_door(request).approval_cookie.add(request, response, outcome.client.client_id, chosen)
+    if response.status_code == 303:  # on the way upstream: remember the approval
+        front_door(request).approval_cookie.add(request, response, outcome.client.client_id,
+                                                chosen)
     return response
 
 
