@@ -80,6 +80,8 @@ def serve(
     console.print(f"API:     {settings.base_url}/api/0/")
     console.print(f"OpenAPI: {settings.base_url}/openapi.json")
     console.print(f"OAuth:   {settings.base_url}/.well-known/oauth-authorization-server")
+    mode = f"proxy to {settings.upstream_issuer}" if settings.proxy_mode else "direct"
+    console.print(f"MCP:     {settings.mcp_resource}  ({mode})")
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, **options)
     else:
