@@ -6,8 +6,6 @@ and refresh after the access token expires."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,22 +19,10 @@ from scopegate.store.models import Issue
 from scopegate.store.oauth_models import OAuthToken
 from scopegate.store.types import utcnow
 from support.documents import MetadataDocumentServer
-from support.live_server import LiveServer, live_server
+from support.live_server import live_world
 from support.mcp_client import Person, bearer_client
 from support.oauth import access_token, register
-from support.settings import make_settings
-from support.world import World, build_world
-
-
-@contextmanager
-def scopegate(database_url: str, **overrides: object) -> Iterator[tuple[LiveServer, World]]:
-    from scopegate.web.app import create_app
-
-    with live_server(lambda base: create_app(make_settings(
-            database_url, base_url=base, **overrides))) as server:
-        with server.app.state.runtime.factory() as db:
-            world = build_world(db)
-        yield server, world
+from support.world import World
 
 
 def _text(result: object) -> str:
@@ -46,7 +32,7 @@ def _text(result: object) -> str:
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
         database_url: str, mode: str) -> None:
-    with scopegate(database_url) as (server, world):
+    with live_world(database_url) as (server, world):
         person = Person(server.base_url, World.email("member"))
         mcp_url = server.url("/mcp")
 
@@ -80,7 +66,7 @@ def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
 
 def test_a_client_without_url_elicitation_gets_the_approval_url_then_the_retry_succeeds(
         database_url: str) -> None:
-    with scopegate(database_url) as (server, world):
+    with live_world(database_url) as (server, world):
         person = Person(server.base_url, World.email("member"))
         mcp_url = server.url("/mcp")
         arguments = {"organizationSlug": "acme", "issueId": world.issue_ids[1],
@@ -104,7 +90,7 @@ def test_a_client_without_url_elicitation_gets_the_approval_url_then_the_retry_s
 
 
 def test_the_client_refreshes_after_the_access_token_expires(database_url: str) -> None:
-    with scopegate(database_url) as (server, _):
+    with live_world(database_url) as (server, _):
         person = Person(server.base_url, World.email("member"))
         mcp_url = server.url("/mcp")
         auth = person.oauth(mcp_url)
@@ -137,7 +123,7 @@ def test_the_client_refreshes_after_the_access_token_expires(database_url: str) 
 
 
 def test_a_capability_not_granted_has_no_tools(database_url: str) -> None:
-    with scopegate(database_url) as (server, world):
+    with live_world(database_url) as (server, world):
         person = Person(server.base_url, World.email("member"))
         with server.app.state.runtime.factory() as db:
             app = register(db, world.users["owner"], public=True)
@@ -168,7 +154,7 @@ HOSTILE_REGIONS = ["http://127.0.0.1", "https://evil.example", "https://good@evi
 
 
 def test_hostile_region_urls_are_tool_errors_and_send_nothing(database_url: str) -> None:
-    with scopegate(database_url, mcp_region_hosts="127.0.0.1.nip.io") as (server, world):
+    with live_world(database_url, mcp_region_hosts="127.0.0.1.nip.io") as (server, world):
         person = Person(server.base_url, World.email("member"))
         with server.app.state.runtime.factory() as db:
             app = register(db, world.users["owner"], public=True)
@@ -207,7 +193,7 @@ def test_an_mcp_client_identified_by_a_metadata_document(
     documents = MetadataDocumentServer(tmp_path, redirect)
     url, cert = documents.url, documents.cert
     try:
-        with scopegate(database_url, oauth_metadata_allow_loopback=True,
+        with live_world(database_url, oauth_metadata_allow_loopback=True,
                        oauth_metadata_ca_file=cert) as (server, _):
             person = Person(server.base_url, World.email("member"))
             mcp_url = server.url("/mcp")

@@ -6,35 +6,21 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 from authlib.integrations.httpx_client import OAuth2Client
 
 from support.http import bearer, login
-from support.live_server import live_server
+from support.live_server import live_world
 from support.oauth import approve, decide, pkce, query_of, register
-from support.settings import make_settings
-from support.world import World, build_world
+from support.world import World
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@contextmanager
-def scopegate(database_url: str, **overrides: object) -> Iterator:
-    from scopegate.web.app import create_app
-
-    with live_server(lambda base: create_app(make_settings(
-            database_url, base_url=base, **overrides))) as server:
-        with server.app.state.runtime.factory() as db:
-            world = build_world(db)
-        yield server, world
-
-
 def test_device_flow_end_to_end(database_url: str) -> None:
-    with scopegate(database_url, oauth_device_interval_seconds=1) as (server, world), \
+    with live_world(database_url, oauth_device_interval_seconds=1) as (server, world), \
             httpx.Client(base_url=server.base_url) as browser:
         with server.app.state.runtime.factory() as db:
             app = register(db, world.users["owner"], public=True,
@@ -97,7 +83,7 @@ def _a_poll_interval_passes(server) -> None:
 
 
 def test_a_wrong_user_code_is_counted_and_limited(database_url: str) -> None:
-    with scopegate(database_url) as (server, _), \
+    with live_world(database_url) as (server, _), \
             httpx.Client(base_url=server.base_url) as browser:
         login(browser, World.email("member"))
         csrf = _csrf(browser)
@@ -110,7 +96,7 @@ def test_a_wrong_user_code_is_counted_and_limited(database_url: str) -> None:
 
 
 def test_dynamic_registration_then_the_code_flow(database_url: str) -> None:
-    with scopegate(database_url) as (server, _), \
+    with live_world(database_url) as (server, _), \
             httpx.Client(base_url=server.base_url) as browser:
         registered = httpx.post(server.url("/oauth/register"), json={
             "client_name": "Claude Desktop", "redirect_uris": ["http://127.0.0.1:7777/cb"],
@@ -136,7 +122,7 @@ def test_dynamic_registration_then_the_code_flow(database_url: str) -> None:
 
 
 def test_registration_metadata_is_validated(database_url: str) -> None:
-    with scopegate(database_url) as (server, _):
+    with live_world(database_url) as (server, _):
         for bad in ({"redirect_uris": ["http://evil.test/cb"]},
                     {"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web"},
                     {"redirect_uris": ["https://a.test/cb#frag"]},
@@ -178,7 +164,7 @@ def test_a_client_metadata_document_on_loopback(database_url: str) -> None:
             "client_id": url, "client_name": "Doc client",
             "redirect_uris": ["http://127.0.0.1:8123/cb"],
             "token_endpoint_auth_method": "none"}).encode()}
-        with scopegate(database_url, oauth_metadata_allow_loopback=True) as (server, _), \
+        with live_world(database_url, oauth_metadata_allow_loopback=True) as (server, _), \
                 httpx.Client(base_url=server.base_url) as browser:
             login(browser, World.email("member"))
             oauth = OAuth2Client(url, scope="event:read", redirect_uri="http://127.0.0.1:8123/cb",
@@ -196,7 +182,7 @@ def test_a_client_metadata_document_on_loopback(database_url: str) -> None:
 
 
 def test_metadata_documents_on_loopback_are_refused_by_default(database_url: str) -> None:
-    with scopegate(database_url) as (server, _), \
+    with live_world(database_url) as (server, _), \
             httpx.Client(base_url=server.base_url) as browser:
         login(browser, World.email("member"))
         _, challenge = pkce()
@@ -217,7 +203,7 @@ def test_device_codes_expire(database_url: str) -> None:
     from scopegate.store.oauth_models import OAuthDeviceCode
     from scopegate.store.types import utcnow
 
-    with scopegate(database_url) as (server, world), \
+    with live_world(database_url) as (server, world), \
             httpx.Client(base_url=server.base_url) as browser:
         with server.app.state.runtime.factory() as db:
             app = register(db, world.users["owner"], public=True)

@@ -41,6 +41,8 @@ import uvicorn
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from support.world import World
+
 HOST = "127.0.0.1"
 STARTUP_SECONDS = 40.0
 STOP_SECONDS = 10.0
@@ -117,6 +119,21 @@ def live_app(database_url: str) -> Iterator[LiveServer]:
 
     with live_server(make_app) as server:
         yield server
+
+
+@contextmanager
+def live_world(database_url: str, **overrides: object) -> Iterator[tuple[LiveServer, World]]:
+    """scopegate on ``database_url`` with the test settings plus ``overrides``, its base URL
+    its own, and the standard world built in it."""
+    from scopegate.web.app import create_app
+    from support.settings import make_settings
+    from support.world import build_world
+
+    with live_server(lambda base: create_app(make_settings(
+            database_url, base_url=base, **overrides))) as server:
+        with server.app.state.runtime.factory() as db:
+            world = build_world(db)
+        yield server, world
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:

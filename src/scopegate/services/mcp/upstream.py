@@ -40,8 +40,9 @@ class UpstreamRefused(Exception):
 
 class Upstream:
     def __init__(self, settings: Settings) -> None:
-        assert settings.upstream_issuer and settings.upstream_client_id  # noqa: S101 - proxy mode
-        assert settings.upstream_client_secret is not None  # noqa: S101
+        if (not settings.upstream_issuer or not settings.upstream_client_id
+                or settings.upstream_client_secret is None):
+            raise ValueError("proxy mode needs the upstream issuer, client id and secret")
         self.issuer = settings.upstream_issuer.rstrip("/")
         self._client_id = settings.upstream_client_id
         self._secret = settings.upstream_client_secret.get_secret_value()

@@ -71,11 +71,12 @@ class McpEndpoint:
         principal, token = outcome
         state = scope.setdefault("state", {})
         state[PRINCIPAL_KEY], state[BEARER_KEY] = principal, token
-        outcome = principal
+        # The SDK binds an MCP session to (client, issuer, subject): a session opened by
+        # one person's client answers no other credential.
         scope["user"] = AuthenticatedUser(AccessToken(
-            token=outcome.credential_ref, client_id=outcome.agent or "",
-            scopes=sorted(outcome.scopes or ()), expires_at=outcome.expires_at,
-            resource=outcome.audience, subject=str(outcome.user_id),
+            token=principal.credential_ref, client_id=principal.agent or "",
+            scopes=sorted(principal.scopes or ()), expires_at=principal.expires_at,
+            resource=principal.audience, subject=principal.session_id,
             claims={"iss": self._rt.settings.issuer},
         ))
         await self._inner(scope, receive, send)

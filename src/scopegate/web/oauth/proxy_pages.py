@@ -83,7 +83,8 @@ async def _page(request: Request, grant: Any, oauth_request: OAuthRequest,
                 chosen: frozenset[caps.Capability], error: str | None = None,
                 status: int = 200) -> Response:
     front = front_door(request)
-    assert front.upstream is not None  # noqa: S101 - proxy mode
+    if front.upstream is None:
+        return _problem(request, "This server does not sign in through another server.", 404)
     token = secrets.token_urlsafe(24)
     hidden = [(k, v) for k, values in oauth_request.payload.datalist.items()
               if k not in PAGE_FIELDS for v in values]
@@ -143,7 +144,8 @@ async def decide(request: Request, oauth_request: OAuthRequest, csrf_token: str 
 async def _to_upstream(request: Request, grant: Any, oauth_request: OAuthRequest,
                        chosen: frozenset[caps.Capability]) -> Response:
     front = front_door(request)
-    assert front.upstream is not None  # noqa: S101 - proxy mode
+    if front.upstream is None:
+        return _problem(request, "This server does not sign in through another server.", 404)
     rt = runtime(request)
     data = oauth_request.payload.data
     state, verifier = await unit_of_work(rt, lambda db: front.states.begin(
