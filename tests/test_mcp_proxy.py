@@ -9,12 +9,7 @@ there)."""
 from __future__ import annotations
 
 import re
-import shutil
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -25,98 +20,22 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.orm import Session
 
-from scopegate.services.oauth import clients, tokens, upstream_vault
+from scopegate.services.oauth import tokens, upstream_vault
 from scopegate.store.db import make_engine
 from scopegate.store.models import Issue
 from scopegate.store.oauth_models import OAuthGrant, OAuthToken
 from support.documents import MetadataDocumentServer
-from support.live_server import (
-    HOST,
-    ServerProcess,
-    free_port,
-    running,
-    scopegate_env,
-    spawn,
-    wait_ready,
-)
-from support.mcp_client import _HIDDEN, ProxyPerson
+from support.front_door import Pair, proxy_pair
+from support.mcp_client import _HIDDEN, ProxyPerson, continue_url
 from support.oauth import decide, pkce
 from support.settings import SECRET
-from support.world import World, build_world
+from support.world import World
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {},
     "clientInfo": {"name": "probe", "version": "1"}}}
 _STREAMABLE = {"Accept": "application/json, text/event-stream"}
-UPSTREAM_SECRET = SECRET  # the template database's signing key is sealed under it
-
-
-@dataclass
-class Pair:
-    upstream: ServerProcess
-    front: ServerProcess
-    upstream_db: str
-    front_db: str
-    world: World
-    client_secret: str
-    front_env: dict[str, str]
-    logs: Path
-
-    def restart_front(self) -> None:
-        """Stop the front door and start a new process on the same port and database."""
-        self.front.stop()
-        self.front = _serve("front-again", self.front.port, self.front_env, self.logs)
-        wait_ready([self.front])
-
-    @property
-    def mcp_url(self) -> str:
-        return self.front.url("/mcp")
-
-
-def _serve(name: str, port: int, variables: dict[str, str], logs: Path) -> ServerProcess:
-    argv = [sys.executable, "-m", "uvicorn", "scopegate.web.app:create_app", "--factory",
-            "--host", HOST, "--port", str(port), "--lifespan", "on",
-            "--log-level", "warning", "--no-access-log"]
-    return spawn(name, argv, port=port, env=scopegate_env(variables), log=logs / f"{name}.log")
-
-
-@contextmanager
-def proxy_pair(database_url: str, sqlite_template: Path, tmp_path: Path,
-               **front_settings: str) -> Iterator[Pair]:
-    upstream_file = tmp_path / "upstream.db"
-    shutil.copy(sqlite_template, upstream_file)
-    upstream_db = f"sqlite:///{upstream_file}"
-    up_port, front_port = free_port(), free_port()
-    up_base, front_base = f"http://{HOST}:{up_port}", f"http://{HOST}:{front_port}"
-    engine = make_engine(upstream_db)
-    with Session(engine) as db:
-        world = build_world(db)
-        registered = clients.create_app(
-            db, owner_id=world.users["owner"], name="scopegate MCP front door",
-            redirect_uris=[front_base + "/oauth/callback"])
-        db.commit()
-    engine.dispose()
-    assert registered.client_secret is not None
-    upstream = _serve("upstream", up_port, {
-        "SCOPEGATE_DATABASE_URL": upstream_db, "SCOPEGATE_BASE_URL": up_base,
-        "SCOPEGATE_SECRET_KEY": UPSTREAM_SECRET}, tmp_path)
-    front_env = {
-        "SCOPEGATE_DATABASE_URL": database_url, "SCOPEGATE_BASE_URL": front_base,
-        "SCOPEGATE_SECRET_KEY": SECRET, "SCOPEGATE_LOG_LEVEL": "DEBUG",
-        "SCOPEGATE_UPSTREAM_ISSUER": up_base,
-        "SCOPEGATE_UPSTREAM_CLIENT_ID": registered.client.client_id,
-        "SCOPEGATE_UPSTREAM_CLIENT_SECRET": registered.client_secret,
-        "SCOPEGATE_UPSTREAM_API_URL": up_base + "/api/0/", **front_settings}
-    front = _serve("front", front_port, front_env, tmp_path)
-    pair = Pair(upstream, front, upstream_db, database_url, world, registered.client_secret,
-                front_env, tmp_path)
-    try:
-        wait_ready([upstream, front])
-        yield pair
-    finally:
-        with running(pair.upstream, pair.front):
-            pass
 
 
 def _text(result: object) -> str:
@@ -337,10 +256,9 @@ def test_the_state_is_signed_single_use_and_expires(
         aged = _AgedSerializer(SECRET, salt="scopegate.mcp-proxy-state").dumps(payload)
         expired = opened(aged)
         assert expired.status_code == 400 and "location" not in expired.headers
-        first = opened(state)
-        assert first.status_code == 303
-        back = parse_qs(urlsplit(first.headers["location"]).query)
-        assert first.headers["location"].startswith(CLIENT_REDIRECT)
+        first = continue_url(opened(state))
+        back = parse_qs(urlsplit(first).query)
+        assert first.startswith(CLIENT_REDIRECT)
         assert back["state"] == ["client-state"] and back["iss"] == [pair.front.base_url]
         assert "code" in back
         replayed = opened(state)
@@ -434,9 +352,8 @@ def test_a_sign_in_in_progress_survives_a_restart_of_the_front_door(
         person = ProxyPerson(pair.upstream.base_url, World.email("member"))
         callback = _callback_url(person, pair, _register(pair))
         pair.restart_front()
-        answer = person.browser.get(callback, follow_redirects=False)
-        assert answer.status_code == 303, answer.text[:300]
-        assert "code" in parse_qs(urlsplit(answer.headers["location"]).query)
+        answer = continue_url(person.browser.get(callback, follow_redirects=False))
+        assert "code" in parse_qs(urlsplit(answer).query)
         person.close()
 
 

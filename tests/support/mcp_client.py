@@ -141,7 +141,15 @@ async def bearer_client(mcp_url: str, token: str) -> AsyncIterator[Client]:
         yield client
 
 
-_CHECKBOX = re.compile(r'<input type="checkbox" name="capabilities" value="([a-z]+)"')
+_CONTINUE = re.compile(r'<a href="([^"]+)" id="continue">')
+
+
+def continue_url(answer: httpx.Response) -> str:
+    """Where the front door's callback page sends the browser on (its refresh and link)."""
+    assert answer.status_code == 200, answer.text[:500]
+    found = _CONTINUE.search(answer.text)
+    assert found, answer.text[:500]
+    return unescape(found.group(1))
 
 
 class ProxyPerson(Person):
@@ -176,9 +184,7 @@ class ProxyPerson(Person):
         back = decide(self.browser, consent, "approve", self.orgs)
         assert back.status_code == 303, back.text[:500]
         callback = back.headers["location"]
-        answer = self.browser.get(callback, follow_redirects=False)
-        assert answer.status_code == 303, answer.text[:500]
-        return answer.headers["location"]
+        return continue_url(self.browser.get(callback, follow_redirects=False))
 
     async def _redirect_handler(self, url: str) -> None:
         self.authorize_urls.append(url)

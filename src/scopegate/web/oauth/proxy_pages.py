@@ -185,7 +185,8 @@ async def callback(request: Request) -> Response:
                         "for. Start the sign-in again from your client.", 403)
     back = {"state": trip.client_state} if trip.client_state else {}
     if params.get("error") or not params.get("code"):
-        return _back(trip.redirect_uri, {"error": "access_denied", **back}, rt.settings.issuer)
+        return _back(request, trip.redirect_uri, {"error": "access_denied", **back},
+                     rt.settings.issuer)
     issuer = params.get("iss")
     if issuer is not None and issuer != front.upstream.issuer:
         log.warning("proxy callback with another issuer (mix-up?)")
@@ -194,16 +195,23 @@ async def callback(request: Request) -> Response:
         upstream = await front.upstream.exchange(params["code"], trip.upstream_verifier)
     except UpstreamRefused as refused:
         log.info("upstream code exchange refused: %s", refused.error)
-        return _back(trip.redirect_uri, {"error": "access_denied", **back}, rt.settings.issuer)
+        return _back(request, trip.redirect_uri, {"error": "access_denied", **back},
+                     rt.settings.issuer)
     code = await unit_of_work(rt, lambda db: proxy.finish(
         db, trip, upstream, resource=rt.settings.mcp_resource,
         code_seconds=rt.settings.oauth_code_seconds), writes=True)
-    return _back(trip.redirect_uri, {"code": code, **back}, rt.settings.issuer)
+    return _back(request, trip.redirect_uri, {"code": code, **back}, rt.settings.issuer)
 
 
-def _back(redirect_uri: str, params: dict[str, str], issuer: str) -> Response:
-    response = RedirectResponse(add_params_to_uri(redirect_uri, [*params.items(),
-                                                                 ("iss", issuer)]),
-                                status_code=303)
+def _back(request: Request, redirect_uri: str, params: dict[str, str],
+          issuer: str) -> Response:
+    """Back to the MCP client, by a page that navigates there (a refresh and a link), not
+    a 303: this request ends a chain of redirects that began with the upstream's consent
+    form, and browsers hold each redirect of a form submission to that page's CSP
+    ``form-action`` (the upstream's, which names us, not the client)."""
+    url = add_params_to_uri(redirect_uri, [*params.items(), ("iss", issuer)])
+    response = render(request, "mcp_continue.html", 200, me=None, url=url,
+                      host=urlsplit(redirect_uri).netloc,
+                      headline="Signed in." if "code" in params else "Sign-in stopped.")
     response.headers["Cache-Control"] = "no-store"
     return response
