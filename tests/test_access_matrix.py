@@ -119,6 +119,8 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/api/0/oauth-apps/", None, kinds=PERSON_KINDS,
         body=lambda c: {"name": "matrix", "redirectUris": ["https://matrix.test/cb"]}),
     Row("GET", "/api/0/oauth-authorizations/", None, kinds=PERSON_KINDS),
+    # Who I am: any credential a person stands behind.
+    Row("GET", "/api/0/users/me/", None, kinds=PERSON_KINDS),
 )
 
 #: OpenAPI operations deliberately outside this matrix, with the reason.

@@ -58,6 +58,9 @@ def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
         assert len(person.authorize_urls) == 1
         assert len(person.approval_urls) == 1
         assert "scopes=event%3Awrite" in person.approval_urls[0]
+        # The agent token acted as the MCP client (act = its client id).
+        client_id = person.storage.client_info.client_id  # type: ignore[union-attr]
+        assert f"agent={client_id}" in person.approval_urls[0]
         with server.app.state.runtime.factory() as db:
             status = db.scalar(select(Issue.status).where(Issue.id == world.issue_ids[0]))
         assert status == "resolved"

@@ -87,6 +87,8 @@ def test_an_mcp_client_signs_in_upstream_through_the_front_door_and_acts_after_a
                 assert "Issue 0" in _text(found)
                 orgs = await client.call_tool("find_organizations", {})
                 assert "acme" in _text(orgs)
+                me = await client.call_tool("whoami", {})
+                assert "member@acme.test" in _text(me), _text(me)  # asked upstream
                 updated = await client.call_tool("update_issue", {
                     "organizationSlug": "acme", "issueId": pair.world.issue_ids[2],
                     "status": "resolved"})

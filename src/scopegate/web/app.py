@@ -22,7 +22,16 @@ from scopegate import __version__
 from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
 from scopegate.web import errors, jwks
-from scopegate.web.api import agent, audit, issues, oauth_apps, organizations, releases, tokens
+from scopegate.web.api import (
+    agent,
+    audit,
+    issues,
+    oauth_apps,
+    organizations,
+    releases,
+    tokens,
+    users,
+)
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
 from scopegate.web.cors import OAuthCorsMiddleware
@@ -70,7 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.front_door = front_door
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps):
+    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps, users):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)

@@ -97,7 +97,7 @@ class FrontDoor:
         principal = principal_of(request)
         if self.proxy is not None:
             return ProxyBackend(self.proxy, self._api_client, principal, bearer_of(request),
-                                self._minted, self.proxy_issuer)
+                                self._minted, self.proxy_issuer, self.rt.settings.mcp_api)
         return DirectBackend(self.rt, principal, self._minted, request_info(request))
 
     @property

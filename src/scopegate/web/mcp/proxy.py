@@ -124,7 +124,9 @@ class ProxyBackend:
     """The ``Backend`` (``services/mcp/tools.py``) of one proxy-mode MCP request."""
 
     def __init__(self, grants: ProxyGrants, api: ApiClient, principal: Principal,
-                 access_token: str, minted: MintedTokens, issuer: str) -> None:
+                 access_token: str, minted: MintedTokens, issuer: str,
+                 api_base: str) -> None:
+        self._api_base = api_base
         self._grants = grants
         self._api = api
         self._principal = principal
@@ -159,8 +161,18 @@ class ProxyBackend:
         return minted["token"]
 
     async def whoami(self) -> dict[str, Any]:
+        """The upstream's ``users/me/`` when it has one (a scopegate does)."""
         _, upstream = await self._upstream()
-        return {"email": None, "name": f"the person signed in at {self._issuer}",
+        me: Any = None
+        try:
+            me = await self._api.call(self._api_base, upstream.access_token, "GET",
+                                      "users/me/")
+        except ToolFailure as failure:
+            if failure.status not in (404, 405):
+                raise
+        found = me if isinstance(me, dict) else {}
+        return {"email": found.get("email"),
+                "name": found.get("name") or f"the person signed in at {self._issuer}",
                 "client": self._principal.agent, "scopes": upstream.scope.split()}
 
     async def organizations(self, api: str) -> list[dict[str, Any]]:
