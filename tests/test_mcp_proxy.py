@@ -311,6 +311,11 @@ def test_bad_authorization_requests_get_an_error_page_or_an_error_redirect(
                 sent = parse_qs(urlsplit(refused.headers["location"]).query)
                 assert sent["error"][0] in ("invalid_request", "invalid_target"), extra
                 assert sent["state"] == ["client-state"]
+            too_long = browser.get(_authorize_url(pair, client_id, state="s" * 600),
+                                   follow_redirects=False)
+            assert too_long.status_code == 303
+            sent = parse_qs(urlsplit(too_long.headers["location"]).query)
+            assert sent["error"] == ["invalid_request"] and "state" not in sent
             below = browser.get(_authorize_url(pair, client_id, resource=pair.mcp_url + "/x"))
             assert below.status_code == 200  # a path below /mcp names /mcp
             page = browser.get(_authorize_url(pair, client_id))

@@ -21,8 +21,14 @@ from scopegate.settings import Settings
 log = logging.getLogger("scopegate.mcp")
 TIMEOUT_SECONDS = 10.0
 METADATA_SECONDS = 300.0
-#: Errors after which the upstream grant is gone for good (RFC 6749 §5.2).
-TERMINAL = frozenset({"invalid_grant", "unauthorized_client", "invalid_client"})
+#: An upstream token response without ``expires_in`` is taken to last this long.
+DEFAULT_EXPIRES_IN = 3600
+#: The error after which the upstream grant is gone for good (RFC 6749 §5.2). Not
+#: ``invalid_client``: that is this deployment's own credentials (a rotated secret), and
+#: must not end every person's grant.
+TERMINAL = frozenset({"invalid_grant"})
+#: The largest metadata document read from the upstream.
+MAX_METADATA_BYTES = 64 * 1024
 
 
 class UpstreamRefused(Exception):
@@ -65,10 +71,13 @@ class Upstream:
             try:
                 async with httpx2.AsyncClient(timeout=TIMEOUT_SECONDS, trust_env=False) as http:
                     answer = await http.get(url)
-                document = answer.json() if answer.status_code == 200 else None
+                document = (answer.json() if answer.status_code == 200
+                            and len(answer.content) <= MAX_METADATA_BYTES else None)
             except (httpx2.HTTPError, ValueError):
                 document = None
-            if not isinstance(document, dict) or document.get("issuer") != self.issuer:
+            if (not isinstance(document, dict) or document.get("issuer") != self.issuer
+                    or not all(isinstance(document.get(name), str) for name in (
+                        "authorization_endpoint", "token_endpoint"))):
                 log.warning("upstream authorization server metadata unusable at %s", url)
                 raise UpstreamRefused("temporarily_unavailable")
             self._metadata, self._metadata_at = document, time.monotonic()
@@ -104,9 +113,14 @@ class Upstream:
         except (httpx2.HTTPError, ValueError) as error:
             log.warning("upstream token endpoint unreachable: %s", type(error).__name__)
             raise UpstreamRefused("temporarily_unavailable") from None
-        access = token.get("access_token")
-        if not isinstance(access, str) or not access:
-            raise UpstreamRefused("invalid_request")
-        expires_in = int(token.get("expires_in") or 3600)
-        return UpstreamTokens(access, token.get("refresh_token"),
-                              int(time.time()) + expires_in, str(token.get("scope") or ""))
+        access, refresh = token.get("access_token"), token.get("refresh_token")
+        try:
+            expires_in = int(token.get("expires_in") or DEFAULT_EXPIRES_IN)
+        except (TypeError, ValueError):
+            expires_in = -1
+        if (not isinstance(access, str) or not access or expires_in <= 0
+                or (refresh is not None and not isinstance(refresh, str))):
+            log.warning("upstream token response malformed")
+            raise UpstreamRefused("temporarily_unavailable")
+        return UpstreamTokens(access, refresh, int(time.time()) + expires_in,
+                              str(token.get("scope") or ""))

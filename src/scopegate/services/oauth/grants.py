@@ -56,12 +56,17 @@ def _grant_key(wrapped: bytes | None, secret: str) -> bytes | None:
         raise InvalidGrantError("The credential does not open its grant.") from None
 
 
-def _within_upstream(token: dict[str, Any], upstream_expires_at: int | None) -> None:
+def _within_upstream(token: dict[str, Any], key: bytes | None, sealed: bytes | None) -> None:
     """Proxy mode: a front-door access token ends before the upstream one it stands for,
     so a client refreshes (and the upstream token with it) before a tool call fails."""
-    if upstream_expires_at is not None:
-        left = upstream_expires_at - int(time.time()) - UPSTREAM_MARGIN_SECONDS
-        token["expires_in"] = max(MIN_ACCESS_SECONDS, min(int(token["expires_in"]), left))
+    if key is None or sealed is None:
+        return
+    try:
+        upstream_expires_at = upstream_vault.open_sealed(key, sealed).expires_at
+    except upstream_vault.VaultError:
+        raise InvalidGrantError("The credential does not open its grant.") from None
+    left = upstream_expires_at - int(time.time()) - UPSTREAM_MARGIN_SECONDS
+    token["expires_in"] = max(MIN_ACCESS_SECONDS, min(int(token["expires_in"]), left))
 
 
 def _token_resource(grant: grants.BaseGrant, issued_for: str) -> None:
@@ -185,8 +190,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                           .values(used_at=utcnow())).rowcount:
             raise InvalidGrantError("The code was already used.")
         key = _grant_key(code.wrapped_key, self.request.form.get("code", ""))
-        if key is not None and code.upstream is not None:
-            _within_upstream(token, upstream_vault.open_sealed(key, code.upstream).expires_at)
+        _within_upstream(token, key, code.upstream)
         grant = tokens.open_grant(db, client=client, user_id=code.user_id, scopes=code.scopes,
                                   org_ids=code.org_ids, resource=code.resource,
                                   upstream=code.upstream)
@@ -207,6 +211,8 @@ class PresentedRefreshToken:
     scopes: frozenset[str]
     resource: str
     expires_at: datetime
+    #: Proxy mode: the grant's key wrapped by this refresh token.
+    wrapped_key: bytes | None = None
 
     def check_client(self, client: clients.Client) -> bool:
         return client.pk == self.client_pk
@@ -229,7 +235,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             tokens.revoke_grant(db, self.server.ctx.deny_list, found.grant_id)
             return None
         return PresentedRefreshToken(found.id, found.grant_id, found.client_pk, found.user_id,
-                                     found.scopes, found.resource, found.expires_at)
+                                     found.scopes, found.resource, found.expires_at,
+                                     found.wrapped_key)
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -250,12 +257,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                           .values(used_at=utcnow())).rowcount:
             tokens.revoke_grant(db, self.server.ctx.deny_list, old.grant_id)
             raise InvalidGrantError("The refresh token was already used.")
-        row = db.get(OAuthToken, old.id)
-        grant = db.get(OAuthGrant, old.grant_id)
-        key = _grant_key(row.wrapped_key if row else None,
-                         self.request.form.get("refresh_token", ""))
-        if key is not None and grant is not None and grant.upstream is not None:
-            _within_upstream(token, upstream_vault.open_sealed(key, grant.upstream).expires_at)
+        key = _grant_key(old.wrapped_key, self.request.form.get("refresh_token", ""))
+        if key is not None:
+            grant = db.get(OAuthGrant, old.grant_id)
+            _within_upstream(token, key, grant.upstream if grant else None)
         tokens.save(self.server.db, old.grant_id, token, grant_key=key,
                     refresh_seconds=self.server.settings.oauth_refresh_token_seconds)
 

@@ -136,6 +136,8 @@ class StoredToken(TokenMixin):
     org_ids: tuple[int, ...]
     resource: str
     issued_at: datetime
+    #: Proxy mode: the grant's key wrapped by this token.
+    wrapped_key: bytes | None = None
 
     def check_client(self, client: Client) -> bool:  # type: ignore[override]
         return self.client_pk == client.pk
@@ -178,6 +180,7 @@ def find_token(db: Session, token: str | None, kind: str | None = None) -> Store
         used=t.used_at is not None, grant_id=grant.id, client_pk=grant.client_pk,
         client_id=row[2], user_id=grant.user_id, email=row[3] or "",
         org_ids=tuple(grant.org_ids), resource=grant.resource, issued_at=t.created_at,
+        wrapped_key=t.wrapped_key,
     )
 
 

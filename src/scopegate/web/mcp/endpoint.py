@@ -11,8 +11,6 @@ person that opened it, and the tools read the principal from the request.
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -37,7 +35,6 @@ from scopegate.services.gate import Presented
 from scopegate.web.auth import MAX_AUTHORIZATION_HEADER
 from scopegate.web.security_headers import NO_STORE
 
-log = logging.getLogger("scopegate.mcp")
 PRINCIPAL_KEY = "scopegate.principal"
 BEARER_KEY = "scopegate.bearer"
 MCP_PATH = "/mcp"

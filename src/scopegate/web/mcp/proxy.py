@@ -23,14 +23,13 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from scopegate.core.access import Principal
-from scopegate.core.token_kinds import TokenKind
 from scopegate.runtime.process import Runtime
 from scopegate.services.deny_list import DenyList
 from scopegate.services.mcp.api import ApiClient, ToolFailure
 from scopegate.services.mcp.upstream import Upstream, UpstreamRefused
 from scopegate.services.oauth import tokens, upstream_vault
 from scopegate.services.oauth.upstream_vault import UpstreamTokens
-from scopegate.store.oauth_models import OAuthGrant, OAuthToken
+from scopegate.store.oauth_models import OAuthGrant
 from scopegate.store.types import utcnow
 from scopegate.web.mcp.direct import MintedTokens
 from scopegate.web.transactions import unit_of_work
@@ -44,14 +43,15 @@ MINTED_SECONDS = 60
 
 def _opened(db: Session, secret: str, kind: str) -> tuple[int, bytes, UpstreamTokens] | None:
     """(grant id, grant key, upstream tokens) for a live front-door token, else ``None``."""
-    row = db.query(OAuthToken).filter(OAuthToken.token_hash == tokens.token_hash(secret)).first()
-    if row is None or row.kind != kind or row.wrapped_key is None or row.revoked_at is not None:
+    found = tokens.find_token(db, secret, kind)
+    if (found is None or found.revoked or found.used or found.is_expired()
+            or found.wrapped_key is None):
         return None
-    grant = db.get(OAuthGrant, row.grant_id)
-    if grant is None or grant.upstream is None or grant.revoked_at is not None:
+    grant = db.get(OAuthGrant, found.grant_id)
+    if grant is None or grant.upstream is None:
         return None
     try:
-        key = upstream_vault.unwrap(row.wrapped_key, secret)
+        key = upstream_vault.unwrap(found.wrapped_key, secret)
         return grant.id, key, upstream_vault.open_sealed(key, grant.upstream)
     except upstream_vault.VaultError:
         return None
@@ -75,8 +75,6 @@ class ProxyGrants:
 
     async def refresh_upstream(self, refresh_token: str) -> None:
         """Before a front-door refresh: refresh the grant's upstream tokens (single-flight)."""
-        if not refresh_token.startswith(TokenKind.OAUTH_REFRESH.prefix):
-            return
         opened = await unit_of_work(self._rt, lambda db: _opened(db, refresh_token,
                                                                  tokens.REFRESH), writes=False)
         if opened is None:
@@ -141,11 +139,11 @@ class ProxyBackend:
         """An agent token minted upstream for this grant's session when the upstream
         mints them (a scopegate: read-only until the person approves writes there);
         else, where it has no such route, the upstream access token itself."""
-        grant_id, upstream = await self._upstream()
         key = (self._principal.credential_ref, org)
         cached = None if renew else self._minted.get(key)
         if cached is not None:
             return cached
+        grant_id, upstream = await self._upstream()
         try:
             minted = await self._api.call(
                 api, upstream.access_token, "POST",

@@ -6,6 +6,8 @@ error goes back to the client's redirect URI with ``state`` and ``iss`` (RFC 920
 A valid request needs a signed-in person (else the login page, then back here) and
 shows the consent page. Its form POSTs back here with the same parameters, the CSRF
 token, the chosen organizations and the decision; the answer is a 303 to the client.
+In proxy mode people sign in upstream instead: a valid request goes to the client
+approval page (``web/oauth/proxy_pages.py``). Refusals: ``web/oauth/refusals.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from scopegate.core import scopes as registry
 from scopegate.services.errors import Invalid
@@ -34,6 +35,7 @@ from scopegate.services.oauth.server import (
     Person,
 )
 from scopegate.web.oauth import adapter, proxy_pages
+from scopegate.web.oauth.refusals import problem, refused
 from scopegate.web.runtime import runtime
 from scopegate.web.security_headers import page_policy_sending_forms_to
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
@@ -45,36 +47,7 @@ router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 PATH = ENDPOINTS["authorization_endpoint"]
 #: Form fields of the consent page that are not OAuth parameters.
 PAGE_FIELDS = frozenset({"csrf_token", "decision", "orgs", "capabilities"})
-#: Errors whose Authlib description quotes a request value: sent without one.
-_QUOTING = frozenset({"unsupported_response_type"})
 _RESPONSE_TYPE = re.compile(r"[a-z_ ]{1,64}")
-
-
-def _problem(request: Request, me: WebUser | None, message: str) -> Response:
-    return render(request, "error.html", 400, me=me, title="Invalid authorization request",
-                  message=message)
-
-
-def _redirect_error(request: Request, error: OAuth2Error) -> Response:
-    params = [("error", error.error)]
-    if error.description and error.error not in _QUOTING:
-        params.append(("error_description", error.get_error_description()))
-    if error.state:
-        params.append(("state", error.state))
-    params.append(("iss", runtime(request).settings.issuer))
-    return RedirectResponse(add_params_to_uri(error.redirect_uri, params), status_code=303)
-
-
-def _refused(request: Request, me: WebUser | None, error: OAuth2Error) -> Response:
-    if error.redirect_uri:
-        return _redirect_error(request, error)
-    # No verified redirect URI: never redirect; the page names the rule only.
-    messages = {
-        "invalid_client": "The app (client_id) is not registered here.",
-    }
-    return _problem(request, me, messages.get(
-        error.error, "The redirect_uri is missing or not registered for this app, or the "
-        "request is malformed."))
 
 
 @dataclass
@@ -107,11 +80,11 @@ async def _read(request: Request) -> _Submitted | Response:
     try:
         query = await adapter.read_request(request, with_query=request.method == "GET")
     except adapter.BadParameters as bad:
-        return _problem(request, None, bad.description)
+        return problem(request, None, bad.description)
     response_type = query.payload.data.get("response_type", "")
     if not _RESPONSE_TYPE.fullmatch(response_type):
         # Authlib quotes the response type in its error; refuse odd ones before it does.
-        return _problem(request, None, "response_type must be 'code'.")
+        return problem(request, None, "response_type must be 'code'.")
     pairs = [(k, v) for k, values in query.payload.datalist.items() for v in values]
     oauth = OAuthRequest(request.method, query.uri, query.headers,
                          pairs if request.method == "GET" else (),
@@ -147,14 +120,13 @@ async def authorize(request: Request) -> Response:
         return submitted
     oauth_request, rt = submitted.oauth, runtime(request)
     if rt.settings.proxy_mode:  # people sign in upstream: the client approval page
-        return await proxy_pages.show(request, oauth_request, _writes(oauth_request),
-                                      _refused)
+        return await proxy_pages.show(request, oauth_request, _writes(oauth_request))
     try:
         grant = await unit_of_work(rt, lambda db: AuthorizationServer(db, rt.oauth)
                                    .get_consent_grant(oauth_request),
                                    writes=_writes(oauth_request))
     except OAuth2Error as error:
-        return _refused(request, None, error)
+        return refused(request, None, error)
     me = await web_user(request)  # LoginRequired: to the login page, then back here
     choices = await unit_of_work(rt, lambda db: consent.org_choices(db, me.user.id),
                                  writes=False)
@@ -177,11 +149,11 @@ async def decide(request: Request) -> Response:
         try:
             grant = server.get_consent_grant(oauth_request)
         except OAuth2Error as error:
-            return _refused(request, me, error)
+            return refused(request, me, error)
         if submitted.decision == "deny":
             return server.create_authorization_response(oauth_request, None, grant)
         if submitted.decision != "approve":
-            return _problem(request, me, "Choose Approve or Deny.")
+            return problem(request, me, "Choose Approve or Deny.")
         choices = consent.org_choices(db, me.user.id)
         try:
             oauth_request.consent = consent.decide(
@@ -205,4 +177,5 @@ async def _decide_in_proxy_mode(request: Request) -> Response:
     if isinstance(submitted, Response):
         return submitted
     return await proxy_pages.decide(request, submitted.oauth, submitted.csrf_token,
-                                    submitted.decision, submitted.capabilities, _refused)
+                                    submitted.decision, submitted.capabilities,
+                                    _writes(submitted.oauth))

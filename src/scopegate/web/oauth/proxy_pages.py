@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -33,8 +33,10 @@ from scopegate.core import mcp_capabilities as caps
 from scopegate.services.mcp.upstream import UpstreamRefused
 from scopegate.services.oauth import proxy, resources
 from scopegate.services.oauth.server import AuthorizationServer, OAuthRequest
+from scopegate.store.oauth_models import URI_MAX
 from scopegate.web.mcp.front_door import front_door
 from scopegate.web.oauth import adapter
+from scopegate.web.oauth.refusals import problem, refused
 from scopegate.web.runtime import runtime
 from scopegate.web.security_headers import page_policy_sending_forms_to
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
@@ -48,24 +50,26 @@ PAGE_FIELDS = frozenset({"csrf_token", "decision", "capabilities"})
 
 
 def _problem(request: Request, message: str, status: int = 400) -> Response:
-    return render(request, "error.html", status, me=None, title="Sign-in stopped",
-                  message=message)
+    return problem(request, None, message, status, title="Sign-in stopped")
 
 
 def _validated(db: Session, oauth_request: OAuthRequest, request: Request) -> Any:
     """Authlib's validation of the authorization request, plus: only ``/mcp``."""
     rt = runtime(request)
     grant = AuthorizationServer(db, rt.oauth).get_consent_grant(oauth_request)
+    error: OAuth2Error | None = None
     if grant.request.resource != rt.settings.mcp_resource:
         error = resources.InvalidTargetError()
-        error.redirect_uri = grant.redirect_uri
         error.state = oauth_request.payload.state
+    elif len(oauth_request.payload.state or "") > URI_MAX:  # kept with the trip
+        error = InvalidRequestError("The state parameter is too long.")
+    if error is not None:
+        error.redirect_uri = grant.redirect_uri
         raise error
     return grant
 
 
-async def show(request: Request, oauth_request: OAuthRequest, writes: bool,
-               refused: Any) -> Response:
+async def show(request: Request, oauth_request: OAuthRequest, writes: bool) -> Response:
     """``GET /oauth/authorize`` in proxy mode."""
     rt = runtime(request)
     try:
@@ -104,7 +108,7 @@ async def _page(request: Request, grant: Any, oauth_request: OAuthRequest,
 
 
 async def decide(request: Request, oauth_request: OAuthRequest, csrf_token: str | None,
-                 decision: str | None, capabilities: list[str], refused: Any) -> Response:
+                 decision: str | None, capabilities: list[str], writes: bool) -> Response:
     """``POST /oauth/authorize`` in proxy mode: the approval page's answer."""
     expected = request.cookies.get(CSRF_COOKIE, "")
     if not expected or not csrf_token or not hmac.compare_digest(
@@ -121,7 +125,7 @@ async def decide(request: Request, oauth_request: OAuthRequest, csrf_token: str 
         return grant
 
     try:
-        outcome = await unit_of_work(rt, validate_or_deny, writes=False)
+        outcome = await unit_of_work(rt, validate_or_deny, writes=writes)
     except OAuth2Error as error:
         return refused(request, None, error)
     if decision == "deny":
