@@ -99,3 +99,27 @@ def test_the_grant_key_opens_only_with_the_front_door_secret_it_was_wrapped_by()
     assert upstream_vault.open_sealed(key, sealed).access_token == "up-access"
 
 
+
+
+def test_the_front_door_grants_no_scope_the_upstream_withheld(database_url: str) -> None:
+    from sqlalchemy import select
+
+    from scopegate.services.oauth import proxy
+    from scopegate.store.oauth_models import OAuthCode
+
+    engine = make_engine(database_url)
+    with Session(engine) as db:
+        world = build_world(db)
+        app = clients.create_app(db, owner_id=world.users["owner"], name="mcp",
+                                 redirect_uris=["https://client.example/cb"])
+        trip = proxy.Trip(app.client.pk, app.client.client_id, "https://client.example/cb",
+                          None, "c" * 43, frozenset({Capability.INSPECT, Capability.TRIAGE}),
+                          "v" * 64)
+        upstream = upstream_vault.UpstreamTokens(
+            "up", "up-r", 2_000_000_000, scope="org:read project:read event:read")
+        code = proxy.finish(db, trip, upstream, resource="https://front.example/mcp",
+                            code_seconds=60)
+        db.commit()
+        row = db.scalar(select(OAuthCode).where(OAuthCode.code_hash == tokens.token_hash(code)))
+        assert row.scopes == {"org:read", "project:read", "event:read"}  # no event:write
+    engine.dispose()

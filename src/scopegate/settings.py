@@ -163,12 +163,11 @@ class Settings(BaseSettings):
 
     @property
     def mcp_region_host_list(self) -> tuple[str, ...]:
-        return tuple(h.strip().lower() for h in self.mcp_region_hosts.split(",") if h.strip())
+        return tuple(h.lower() for h in _comma_list(self.mcp_region_hosts))
 
     @property
     def mcp_cors_origin_list(self) -> tuple[str, ...]:
-        return tuple(o.strip().rstrip("/") for o in self.mcp_cors_origins.split(",")
-                     if o.strip())
+        return tuple(o.rstrip("/") for o in _comma_list(self.mcp_cors_origins))
 
     @property
     def trusted_hosts(self) -> list[str]:
@@ -178,12 +177,12 @@ class Settings(BaseSettings):
         hosts = [host]
         if host in LOOPBACK_NAMES:
             hosts += [name for name in LOOPBACK_NAMES if name != host]
-        hosts += [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        hosts += _comma_list(self.allowed_hosts)
         return hosts
 
     @property
     def trusted_proxy_list(self) -> list[str]:
-        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        return _comma_list(self.trusted_proxies)
 
     def secret(self) -> str:
         """The server secret: configured, or read from / created in ``secret_key_file``."""
@@ -200,6 +199,11 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as handle:
             handle.write(value)
         return value
+
+
+def _comma_list(value: str) -> list[str]:
+    """A comma-separated setting's items, stripped, empty ones dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 @lru_cache

@@ -23,7 +23,7 @@ class Backend(Protocol):
         before (an approval may have been given since)."""
         ...
 
-    async def whoami(self) -> dict[str, Any]: ...
+    async def whoami(self, api: str) -> dict[str, Any]: ...
 
     async def organizations(self, api: str) -> list[dict[str, Any]]: ...
 
@@ -54,8 +54,8 @@ class Tools:
             token = await backend.bearer(base, org, renew=True)
             return await self._api.call(base, token, method, path, **kwargs)
 
-    async def whoami(self, backend: Backend) -> ToolAnswer:
-        me = await backend.whoami()
+    async def whoami(self, backend: Backend, base: str) -> ToolAnswer:
+        me = await backend.whoami(base)
         text = f"You are {me.get('name') or me.get('email')}"
         text += f" <{me['email']}>." if me.get("email") else "."
         if me.get("client"):

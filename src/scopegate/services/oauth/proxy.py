@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from scopegate.core import mcp_capabilities as caps
+from scopegate.core.scopes import expand
 from scopegate.services.oauth import tokens, upstream_vault
 from scopegate.services.oauth.clients import Client
 from scopegate.store.oauth_models import OAuthClient, OAuthCode, OAuthProxyState
@@ -104,12 +105,16 @@ def upstream_challenge(verifier: str) -> str:
 def finish(db: Session, trip: Trip, upstream: upstream_vault.UpstreamTokens, *,
            resource: str, code_seconds: int) -> str:
     """Seal ``upstream`` under a new grant key and issue the MCP client's code (the key
-    wrapped by it); the code."""
+    wrapped by it); the code. Its scopes: the chosen capabilities', within what the
+    upstream granted."""
     code = secrets.token_urlsafe(32)
     key = upstream_vault.new_grant_key()
+    scopes = frozenset(caps.scopes_for(trip.capabilities))
+    if upstream.scope:  # the upstream may have granted less (the person's role there)
+        scopes &= expand(frozenset(upstream.scope.split()))
     db.add(OAuthCode(
         code_hash=tokens.token_hash(code), client_pk=trip.client_pk, user_id=None,
-        redirect_uri=trip.redirect_uri, scopes=frozenset(caps.scopes_for(trip.capabilities)),
+        redirect_uri=trip.redirect_uri, scopes=scopes,
         org_ids=[], resource=resource, code_challenge=trip.code_challenge,
         upstream=upstream_vault.seal(key, upstream), wrapped_key=upstream_vault.wrap(key, code),
         expires_at=utcnow() + timedelta(seconds=code_seconds)))

@@ -96,7 +96,7 @@ class DirectBackend:
         except Forbidden:
             raise ToolFailure("This organization does not allow agent access.") from None
 
-    async def whoami(self) -> dict[str, Any]:
+    async def whoami(self, api: str) -> dict[str, Any]:
         def read(db: Session) -> dict[str, Any]:
             user = directory.get_user(db, self._principal.user_id)
             return {"id": str(user.id), "email": user.email, "name": user.name,

@@ -31,8 +31,6 @@ from scopegate.web.mcp.proxy import ProxyBackend, ProxyGrants
 from scopegate.web.mcp.server import build_server
 from scopegate.web.oauth.approval_cookie import ApprovalCookie
 
-#: Requests to ``/mcp`` larger than this are refused by the SDK (413).
-MAX_REQUEST_BYTES = 256 * 1024
 MAX_SESSIONS = 10_000
 SESSION_IDLE_SECONDS = 30 * 60
 
@@ -64,7 +62,8 @@ class FrontDoor:
         base = urlsplit(self.rt.settings.base_url)
         origins = [f"{base.scheme}://{base.netloc}", *self.rt.settings.mcp_cors_origin_list]
         self.server.streamable_http_app(
-            streamable_http_path=MCP_PATH, max_request_body_size=MAX_REQUEST_BYTES,
+            streamable_http_path=MCP_PATH,
+            max_request_body_size=self.rt.settings.max_body_bytes,
             session_idle_timeout=SESSION_IDLE_SECONDS, max_sessions=MAX_SESSIONS,
             transport_security=TransportSecuritySettings(
                 enable_dns_rebinding_protection=True,
@@ -97,12 +96,8 @@ class FrontDoor:
         principal = principal_of(request)
         if self.proxy is not None:
             return ProxyBackend(self.proxy, self._api_client, principal, bearer_of(request),
-                                self._minted, self.proxy_issuer, self.rt.settings.mcp_api)
+                                self._minted)
         return DirectBackend(self.rt, principal, self._minted, request_info(request))
-
-    @property
-    def proxy_issuer(self) -> str:
-        return self.upstream.issuer if self.upstream is not None else ""
 
     def api_base(self, region_url: str | None) -> str:
         """The API base URL a call goes to: the configured one, or the region's."""

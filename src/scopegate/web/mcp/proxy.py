@@ -63,6 +63,10 @@ class ProxyGrants:
         self._upstream = upstream
         self._deny_list = rt.deny_list
 
+    @property
+    def issuer(self) -> str:
+        return self._upstream.issuer
+
     async def upstream_tokens(self, access_token: str) -> tuple[int, UpstreamTokens]:
         opened = await unit_of_work(self._rt, lambda db: _opened(db, access_token,
                                                                  tokens.ACCESS), writes=False)
@@ -122,15 +126,12 @@ class ProxyBackend:
     """The ``Backend`` (``services/mcp/tools.py``) of one proxy-mode MCP request."""
 
     def __init__(self, grants: ProxyGrants, api: ApiClient, principal: Principal,
-                 access_token: str, minted: MintedTokens, issuer: str,
-                 api_base: str) -> None:
-        self._api_base = api_base
+                 access_token: str, minted: MintedTokens) -> None:
         self._grants = grants
         self._api = api
         self._principal = principal
         self._access_token = access_token
         self._minted = minted
-        self._issuer = issuer
 
     async def _upstream(self) -> tuple[int, UpstreamTokens]:
         return await self._grants.upstream_tokens(self._access_token)
@@ -158,19 +159,19 @@ class ProxyBackend:
         self._minted.put(key, minted["token"], int(time.time()) + MINTED_SECONDS)
         return minted["token"]
 
-    async def whoami(self) -> dict[str, Any]:
+    async def whoami(self, api: str) -> dict[str, Any]:
         """The upstream's ``users/me/`` when it has one (a scopegate does)."""
         _, upstream = await self._upstream()
         me: Any = None
         try:
-            me = await self._api.call(self._api_base, upstream.access_token, "GET",
-                                      "users/me/")
+            me = await self._api.call(api, upstream.access_token, "GET", "users/me/")
         except ToolFailure as failure:
             if failure.status not in (404, 405):
                 raise
         found = me if isinstance(me, dict) else {}
         return {"email": found.get("email"),
-                "name": found.get("name") or f"the person signed in at {self._issuer}",
+                "name": found.get("name")
+                or f"the person signed in at {self._grants.issuer}",
                 "client": self._principal.agent, "scopes": upstream.scope.split()}
 
     async def organizations(self, api: str) -> list[dict[str, Any]]:

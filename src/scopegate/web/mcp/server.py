@@ -78,7 +78,7 @@ def build_server(front: FrontDoor) -> MCPServer:
 
     @server.tool(description="Who you are, and which MCP client acts for you.")
     async def whoami(ctx: Context) -> ToolResult:
-        return await run(ctx, None, lambda b, _: front.tools.whoami(b))
+        return await run(ctx, None, lambda b, base: front.tools.whoami(b, base))
 
     @server.tool(description="The organizations this client may act in for you.")
     async def find_organizations(ctx: Context, regionUrl: RegionUrl = None) -> ToolResult:
