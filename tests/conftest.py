@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from scopegate.services.oauth.clients import NewClient
-from scopegate.settings import Settings
+from scopegate.settings import Settings, get_settings
 from scopegate.store.db import make_engine
 from scopegate.web.app import create_app
 from support.browser import browser_page, launched_chromium
@@ -26,7 +26,14 @@ from support.database import prepare_engine, scratch_database, truncate_pg, work
 from support.http import login
 from support.live_server import LiveServer, live_app
 from support.oauth import register
-from support.settings import BASE_URL, OAUTH_BASE_URL, PG_URL, make_settings, require_service
+from support.settings import (
+    BASE_URL,
+    OAUTH_BASE_URL,
+    PG_URL,
+    SECRET,
+    make_settings,
+    require_service,
+)
 from support.world import World, build_world
 
 if TYPE_CHECKING:
@@ -171,3 +178,14 @@ def signed_in(web: TestClient, people: World) -> TestClient:
     """``web`` with acme's member signed in."""
     login(web, World.email("member"))
     return web
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
+    """Point the CLI (which reads ``SCOPEGATE_*`` through a cached ``get_settings``) at
+    the test database and server secret."""
+    monkeypatch.setenv("SCOPEGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("SCOPEGATE_SECRET_KEY", SECRET)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 import spec
-from scopegate.services import credentials, directory, releases
+from scopegate.services import credentials, directory, integrations, releases
 from scopegate.web.app import create_app
 from support.http import bearer, login, parse_challenge
 from support.settings import BASE_URL, make_settings
@@ -61,6 +61,9 @@ RELEASE_READ = frozenset(
 )
 RELEASE_WRITE = frozenset({"project:write", "project:admin", "project:releases", "org:ci"})
 RELEASE_DELETE = frozenset({"project:admin", "project:releases"})
+# Integrations: org:read sees them; org:integrations (admins) or org:write manage them.
+INTEGRATION_READ = frozenset({"org:read", "org:integrations", "org:write", "org:admin"})
+INTEGRATION_MANAGE = frozenset({"org:integrations", "org:write", "org:admin"})
 
 STATUS_OK = {"GET": 200, "PUT": 200, "POST": 201, "DELETE": 204}
 
@@ -109,6 +112,23 @@ ROWS: tuple[Row, ...] = (
         kinds=PERSON_KINDS, body=lambda c: {"name": "ci"}),
     Row("DELETE", "/api/0/organizations/{org}/org-auth-tokens/{token_id}/", ORG_WRITE,
         kinds=PERSON_KINDS),
+    # Integrations and their tokens: managed by people, never by a token without one.
+    Row("GET", "/api/0/organizations/{org}/integrations/", INTEGRATION_READ,
+        kinds=PERSON_KINDS),
+    Row("POST", "/api/0/organizations/{org}/integrations/", INTEGRATION_MANAGE,
+        kinds=PERSON_KINDS, body=lambda c: {"name": f"matrix {c.new_version()}"}),
+    Row("GET", "/api/0/organizations/{org}/integrations/{slug}/", INTEGRATION_READ,
+        kinds=PERSON_KINDS),
+    Row("PUT", "/api/0/organizations/{org}/integrations/{slug}/", INTEGRATION_MANAGE,
+        kinds=PERSON_KINDS, body=lambda c: {"scopes": ["org:read"]}),
+    Row("DELETE", "/api/0/organizations/{org}/integrations/{slug}/", INTEGRATION_MANAGE,
+        kinds=PERSON_KINDS),
+    Row("GET", "/api/0/organizations/{org}/integrations/{slug}/tokens/", INTEGRATION_MANAGE,
+        kinds=PERSON_KINDS),
+    Row("POST", "/api/0/organizations/{org}/integrations/{slug}/tokens/",
+        INTEGRATION_MANAGE, kinds=PERSON_KINDS, body=lambda c: {"name": "matrix"}),
+    Row("DELETE", "/api/0/organizations/{org}/integrations/{slug}/tokens/{token_id}/",
+        INTEGRATION_MANAGE, kinds=PERSON_KINDS),
     # My user tokens: a person's own, through a session or a user token.
     Row("GET", "/api/0/api-tokens/", None, kinds=PERSON_KINDS),
     Row("POST", "/api/0/api-tokens/", None, kinds=PERSON_KINDS,
@@ -192,11 +212,32 @@ class Cell:
             )
         if "{version}" in row.path:
             values["version"] = self._release()
+        if "{slug}" in row.path:
+            values["slug"] = self._integration()
         if "{token_id}" in row.path:
-            values["token_id"] = (
-                self._org_token() if "org-auth-tokens" in row.path else self._user_token()
-            )
+            if "org-auth-tokens" in row.path:
+                values["token_id"] = self._org_token()
+            elif "integrations" in row.path:
+                values["token_id"] = self._integration_token(values["slug"])
+            else:
+                values["token_id"] = self._user_token()
         return values
+
+    def _integration(self) -> str:
+        slug = f"matrix-{next(self.counter)}"
+        if self.target in self.world.orgs:
+            integrations.create_integration(self.db, self.world.orgs[self.target], slug,
+                                            frozenset({"org:read"}))
+            self.db.commit()
+        return slug
+
+    def _integration_token(self, slug: str) -> int:
+        if self.target not in self.world.orgs:
+            return 999_999
+        row = integrations.get_integration(self.db, self.world.orgs[self.target], slug)
+        minted = integrations.create_token(self.db, row)
+        self.db.commit()
+        return minted.row.id
 
     def _release(self) -> str:
         version = self.new_version()

@@ -8,8 +8,6 @@ rotation), then read back both through ``GET .../audit-logs/`` and straight from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -21,12 +19,10 @@ import spec
 from scopegate.cli.main import app as cli_app
 from scopegate.core.roles import Role
 from scopegate.services import directory
-from scopegate.settings import get_settings
 from scopegate.store.models import AuditEvent
 from scopegate.web.cookies import SESSION_COOKIE
 from support.agent import agent_token_for, approve_via_api
 from support.http import bearer, login
-from support.settings import SECRET
 from support.world import World, build_world_quick, user_token
 
 MEMBER = World.email("member")
@@ -37,17 +33,6 @@ AUDIT = "/api/0/organizations/acme/audit-logs/"
 @pytest.fixture
 def world(db: Session) -> World:
     return build_world_quick(db)
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
-    """Point the CLI (which reads ``SCOPEGATE_*`` through a cached ``get_settings``) at
-    the test database and server secret."""
-    monkeypatch.setenv("SCOPEGATE_DATABASE_URL", database_url)
-    monkeypatch.setenv("SCOPEGATE_SECRET_KEY", SECRET)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def audit_rows(db: Session) -> list[AuditEvent]:

@@ -42,6 +42,8 @@ class Principal:
     #: limited this way) and the resource (RFC 8707) the token was issued for.
     orgs: frozenset[int] | None = None
     audience: str | None = None
+    #: Integration tokens: the integration whose scopes the token carries.
+    integration_id: int | None = None
 
     @property
     def acts_for_person(self) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.core.changes import Change
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import audit, credentials
+from scopegate.services import audit, credentials, integrations
 from scopegate.services.access import AccessCache
 from scopegate.services.agent_tokens import AgentTokenAuthenticator, deny_ttl_seconds
 from scopegate.services.approval_hint import AgentApprovalHint
@@ -109,6 +109,8 @@ class Runtime:
                                      last_used, credentials.token_hash),
             StoredTokenAuthenticator(TokenKind.ORG, credentials.load_org_token, feed,
                                      last_used, credentials.token_hash),
+            StoredTokenAuthenticator(TokenKind.INTEGRATION, integrations.load_integration_token,
+                                     feed, last_used, credentials.token_hash),
             StoredTokenAuthenticator(TokenKind.OAUTH_ACCESS, oauth_tokens.load_access_token,
                                      feed, last_used, oauth_tokens.token_hash),
             agent_tokens,

@@ -28,7 +28,16 @@ class Event:
     REVOKE_SESSION = "agent.revoke_session"
     CROSS_ORG = "access.cross_org"
     KEY_ROTATE = "keys.rotate"
-    ALL = (MINT, CHALLENGE, APPROVE, DENY, REVOKE, REVOKE_SESSION, CROSS_ORG, KEY_ROTATE)
+    INTEGRATION_CREATE = "integration.create"
+    INTEGRATION_UPDATE = "integration.update"
+    INTEGRATION_DELETE = "integration.delete"
+    INTEGRATION_TOKEN_CREATE = "integration.token_create"  # noqa: S105 (an event name)
+    INTEGRATION_TOKEN_REVOKE = "integration.token_revoke"  # noqa: S105 (an event name)
+    #: A credential narrowed to fewer scopes (an integration, an org token).
+    SCOPES_NARROW = "scopes.narrow"
+    ALL = (MINT, CHALLENGE, APPROVE, DENY, REVOKE, REVOKE_SESSION, CROSS_ORG, KEY_ROTATE,
+           INTEGRATION_CREATE, INTEGRATION_UPDATE, INTEGRATION_DELETE,
+           INTEGRATION_TOKEN_CREATE, INTEGRATION_TOKEN_REVOKE, SCOPES_NARROW)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from scopegate.web import errors, jwks
 from scopegate.web.api import (
     agent,
     audit,
+    integrations,
     issues,
     oauth_apps,
     organizations,
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.front_door = front_door
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps, users):
+    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps, users,
+                   integrations):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from scopegate.store import oauth_models  # noqa: F401  (its tables join the metadata)
+from scopegate.store import integration_models, oauth_models  # noqa: F401  (their tables join the metadata)
 from scopegate.store.models import Base
 
 config = context.config
