@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from scopegate.cli.apps import app_app
+from scopegate.cli.audit import audit_app
+from scopegate.cli.deploy_hook import deployhook_app
 from scopegate.cli.integrations import integration_app
 from scopegate.cli.units import err, store
 from scopegate.core import scopes as registry
@@ -29,7 +31,8 @@ issue_app = typer.Typer(help="Issues.", no_args_is_help=True)
 token_app = typer.Typer(help="User tokens.", no_args_is_help=True)
 orgtoken_app = typer.Typer(help="Org tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Agent-token signing keys.", no_args_is_help=True)
-for name, sub in [("app", app_app), ("integration", integration_app), ("keys", keys_app),
+for name, sub in [("app", app_app), ("audit", audit_app), ("deployhook", deployhook_app),
+                  ("integration", integration_app), ("keys", keys_app),
                   ("user", user_app), ("org", org_app), ("member", member_app),
                   ("project", project_app), ("issue", issue_app), ("token", token_app),
                   ("orgtoken", orgtoken_app)]:

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from scopegate import __version__
 from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
-from scopegate.web import errors, jwks
+from scopegate.web import deploy_hook, errors, jwks
 from scopegate.web.api import (
     agent,
     audit,
@@ -30,6 +30,7 @@ from scopegate.web.api import (
     oauth_apps,
     organizations,
     releases,
+    scope_usage,
     tokens,
     users,
 )
@@ -44,6 +45,8 @@ from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.security_headers import SecurityHeadersMiddleware
 from scopegate.web.ui import approvals, apps, pages
+from scopegate.web.ui import integrations as integration_pages
+from scopegate.web.ui import scope_usage as scope_usage_pages
 from scopegate.web.ui.rendering import STATIC_DIR
 
 API_PREFIX = "/api/0"
@@ -81,7 +84,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
     for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps, users,
-                   integrations):
+                   integrations, scope_usage):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)
@@ -91,6 +94,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(pages.router)
     app.include_router(approvals.router)
     app.include_router(apps.router)
+    app.include_router(integration_pages.router)
+    app.include_router(scope_usage_pages.router)
+    app.include_router(deploy_hook.router)
     app.include_router(resource_metadata.router)
     app.router.routes.append(Route(MCP_PATH, endpoint=front_door.endpoint,
                                    methods=["GET", "POST", "DELETE"]))
