@@ -106,6 +106,12 @@ def test_every_page_carries_the_security_headers(client: TestClient, world: Worl
     audit = client.get("/organizations/acme/audit-log")
     assert_page(audit, 200)
     assert 'id="audit"' in audit.text
+    assert_page(client.get("/organizations/acme/integrations"), 200)
+    made = client.post("/organizations/acme/integrations",
+                       data={"csrf_token": csrf, "name": "Headers"})
+    assert_page(made, 200)
+    assert 'id="permission-editor"' in made.text
+    assert_page(client.get("/organizations/acme/integrations/no-such"), 404)
     missing = client.get("/organizations/no-such-org/audit-log")
     assert_page(missing, 404)
     assert "No such organization" in missing.text
