@@ -32,6 +32,8 @@ PUBLIC_DOCUMENTS = {
     ("POST", "/oauth/device/code"),
     ("GET", "/.well-known/oauth-protected-resource"),
     ("GET", "/.well-known/oauth-protected-resource/mcp"),
+    # The deploy hook's webhook: authenticated by its HMAC signature, not a bearer token.
+    ("POST", "/integrations/deploy-hook/{installation}/webhook"),
 }
 #: Routes that exist whatever else is added; guards against a walk that finds nothing.
 KNOWN = {

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from scopegate.core import permission_editor
 from scopegate.core import scopes as registry
 from scopegate.core.permissions import ScopeMap
-from scopegate.services import integrations
+from scopegate.services import deploy_hook, integrations
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid, ServiceError
 from scopegate.store.integration_models import DEPLOY_HOOK
@@ -37,7 +37,6 @@ Csrf = Annotated[str, Form(max_length=128)]
 OrgSlug = Annotated[str, Path(max_length=SLUG_MAX)]
 Slug = Annotated[str, Path(max_length=SLUG_MAX)]
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-HOOK_SCOPES = frozenset({registry.ORG_CI})  # TODO: deploy_hook's
 #: Longest value of one editor row (a level name or a scope).
 CHOICE_MAX = 32
 
@@ -69,7 +68,7 @@ async def _list_page(request: Request, me: WebUser, oa: OrgAccess, status: int =
         (row, len(integrations.live_tokens(db, row.id)))
         for row in integrations.list_integrations(db, oa.org.id)], writes=False)
     broad_hooks = [row for row, _ in rows
-                   if row.kind == DEPLOY_HOOK and row.scopes != HOOK_SCOPES]
+                   if row.kind == DEPLOY_HOOK and row.scopes - deploy_hook.HOOK_SCOPES]
     return render(request, "integrations.html", status, me=me, org=oa.org, rows=rows,
                   ordered=registry.ordered, broad_hooks=broad_hooks, error=error,
                   may_manage=_may(oa, INTEGRATIONS, "POST"))
@@ -107,6 +106,21 @@ async def create_integration(
         return await _list_page(request, me, oa, error.status, error.detail)
     return RedirectResponse(f"/organizations/{oa.org.slug}/integrations/{row.slug}",
                             status_code=303)
+
+
+@router.post("/organizations/{org}/deploy-hook/narrow")
+async def narrow_deploy_hooks(request: Request, org: OrgSlug, csrf_token: Csrf = "",
+                              me: WebUser = Depends(web_user)) -> Response:
+    """Narrow deploy-hook installations made with broader scopes to ``org:ci`` (their
+    tokens are kept; an audit event per installation)."""
+    check_form_csrf(request, me, csrf_token)
+    try:
+        oa = await _access(request, me, org, INTEGRATION, "PUT")
+    except ServiceError as error:
+        return _problem(request, me, error.status, "Integrations", error.detail)
+    await unit_of_work(runtime(request), lambda db: deploy_hook.narrow_installations(
+        db, oa.org.id, user_id=me.user.id), writes=True)
+    return RedirectResponse(f"/organizations/{oa.org.slug}/integrations", status_code=303)
 
 
 # -- the permission editor -----------------------------------------------------------------
