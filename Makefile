@@ -29,6 +29,7 @@ help:
 	@echo "make bench-throughput   req/s vs plain and PyJWT routes (wrk); mint/approval rates vs 5b679ea"
 	@echo "make bench-oauth   token endpoint: code exchanges and refreshes/s next to a bare route"
 	@echo "make bench-mcp   one MCP tool call vs the same API route called directly (median, p99)"
+	@echo "make bench-usage   request-path cost of scope-usage recording: on vs off (µs, req/s)"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -97,3 +98,12 @@ BENCH_MCP_ARGS ?=
 .PHONY: bench-mcp
 bench-mcp: $(STAMP)
 	$(BIN)/python bench/mcp_tool_call.py $(BENCH_MCP_ARGS)
+
+# Scope-usage recording on vs off in the same run (bench/scope_usage.py): Gate.check in
+# process, then req/s of two servers that differ only in SCOPEGATE_SCOPE_USAGE_ENABLED
+# (wrk). SQLite, plus PostgreSQL when SCOPEGATE_BENCH_DATABASE_URL is set.
+# E.g. `make bench-usage BENCH_USAGE_ARGS="--rounds 1"`.
+BENCH_USAGE_ARGS ?=
+.PHONY: bench-usage
+bench-usage: $(STAMP)
+	$(BIN)/python bench/scope_usage.py $(BENCH_USAGE_ARGS)

@@ -129,6 +129,8 @@ ROWS: tuple[Row, ...] = (
         INTEGRATION_MANAGE, kinds=PERSON_KINDS, body=lambda c: {"name": "matrix"}),
     Row("DELETE", "/api/0/organizations/{org}/integrations/{slug}/tokens/{token_id}/",
         INTEGRATION_MANAGE, kinds=PERSON_KINDS),
+    # Scope usage: like the audit log (org:write), and only for people.
+    Row("GET", "/api/0/organizations/{org}/scope-usage/", ORG_WRITE, kinds=PERSON_KINDS),
     # My user tokens: a person's own, through a session or a user token.
     Row("GET", "/api/0/api-tokens/", None, kinds=PERSON_KINDS),
     Row("POST", "/api/0/api-tokens/", None, kinds=PERSON_KINDS,

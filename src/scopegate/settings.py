@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     #: for background work.
     worker_threads: int = Field(default=16, ge=1, le=256)
 
+    #: Count, per credential, endpoint and UTC day, which scope admitted each call (the
+    #: scope-usage report and its recommendations): in memory on the request path,
+    #: written every few seconds. Off: nothing is counted.
+    scope_usage_enabled: bool = True
+
     session_max_age_seconds: int = Field(default=12 * 3600, ge=300)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -9,9 +9,9 @@ endpoints accept both but only the latter may delete a release.
 
 ``recommend`` finds, among the scopes whose power lies within what the credential was
 granted, a set that would have admitted every observed call and unlocks the fewest
-(endpoint, method) pairs (then: the fewest scopes). The search is exact (branch and
-bound over the calls); the registry is small and a credential's calls touch a handful
-of endpoints.
+(endpoint, method) pairs (then: the fewest scopes; then: the most of those the
+credential used). The search is exact (branch and bound over the calls); the registry
+is small and a credential's calls touch a handful of endpoints.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ class ScopePower:
 class Recommendation:
     """The least powerful set that would have admitted every observed call.
 
-    ``narrower`` says whether it unlocks less than what was granted; when it does not,
-    no smaller set exists. ``scopes`` is empty when nothing was observed."""
+    ``narrower`` says whether it is smaller than what was granted: it unlocks less, or
+    as much with fewer scopes (a granted scope that unlocks nothing); when it is not, no
+    smaller set exists. ``scopes`` is empty when no observed call needed a scope;
+    ``observed_calls`` counts the distinct calls (by their sufficient sets) that did."""
 
     scopes: frozenset[str]
     narrower: bool
@@ -71,33 +73,52 @@ def admits(scope: str, sufficient: frozenset[str]) -> bool:
 
 def recommend(power: ScopePower, granted: Iterable[str],
               observed: Sequence[frozenset[str]], *,
-              candidates: Iterable[str] | None = None) -> Recommendation:
+              candidates: Iterable[str] | None = None,
+              prefer: Iterable[str] = ()) -> Recommendation:
     """The least powerful set of ``candidates`` (default: every scope) admitting each
     call in ``observed`` (each given as the scopes its endpoint accepted), never
-    unlocking anything ``granted`` does not."""
+    unlocking anything ``granted`` does not. A call whose endpoint needs no scope (an
+    empty set) is admitted by any set and constrains nothing. Between sets of equal
+    power and size, the one with more of ``prefer`` (the scopes that admitted the
+    calls) wins: ``project:releases`` rather than an equally strong ``project:write``
+    for a token that used the former."""
+    granted = frozenset(granted)
+    preferred = frozenset(prefer)
     granted_power = power.of(granted)
     pool = [s for s in power.weaker_first(candidates if candidates is not None
                                           else registry.ORDERED)
             if power.of({s}) <= granted_power]
-    calls = list(dict.fromkeys(observed))
+    calls = [call for call in dict.fromkeys(observed) if call]
     if not calls:
-        return Recommendation(frozenset(), bool(frozenset(granted)), 0)
-    best: tuple[int, int, frozenset[str]] | None = None
+        return Recommendation(frozenset(), bool(granted), 0)
+    best: tuple[int, int, int, frozenset[str]] | None = None
 
     def search(chosen: frozenset[str], unlocked: frozenset[Unlock]) -> None:
         nonlocal best
-        cost = (len(unlocked), len(chosen))
-        if best is not None and cost >= best[:2]:
-            return
+        cost = (len(unlocked), len(chosen), len(chosen - preferred))
+        if best is not None and cost > best[:3]:
+            return  # adding scopes only adds to each part of the cost
         uncovered = next((c for c in calls if not any(admits(s, c) for s in chosen)), None)
         if uncovered is None:
-            best = (*cost, chosen)
+            if best is None or cost < best[:3]:
+                best = (*cost, chosen)
             return
+        if best is not None and cost[:2] >= best[:2]:
+            return  # one more scope: more scopes for no less power
         for scope in pool:
             if scope not in chosen and admits(scope, uncovered):
                 search(chosen | {scope}, unlocked | power.of({scope}))
 
     search(frozenset(), frozenset())
     if best is None:  # a call no candidate admits: keep what was granted
-        return Recommendation(frozenset(granted), False, len(calls))
-    return Recommendation(best[2], power.of(best[2]) < granted_power, len(calls))
+        return Recommendation(granted, False, len(calls))
+    narrower = (best[0], best[1]) < (len(granted_power), len(essential(granted)))
+    return Recommendation(best[3], narrower, len(calls))
+
+
+def essential(scopes: Iterable[str]) -> frozenset[str]:
+    """``scopes`` without those another of them implies (``project:read`` beside
+    ``project:write``): what counts when comparing the size of two sets."""
+    given = frozenset(scopes)
+    return frozenset(s for s in given
+                     if not any(s in registry.expand({o}) for o in given if o != s))

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.core.changes import Change
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import audit, credentials, integrations
+from scopegate.services import audit, credentials, deploy_hook, integrations
 from scopegate.services.access import AccessCache
 from scopegate.services.agent_tokens import AgentTokenAuthenticator, deny_ttl_seconds
 from scopegate.services.approval_hint import AgentApprovalHint
@@ -41,6 +41,7 @@ from scopegate.services.oauth import purge as oauth_purge
 from scopegate.services.oauth import tokens as oauth_tokens
 from scopegate.services.oauth.metadata_documents import MetadataDocuments
 from scopegate.services.oauth.server import ServerContext
+from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.settings import Settings
 from scopegate.store.bus import Bus, NullBus, RedisBus
 from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
@@ -54,6 +55,8 @@ log = logging.getLogger("scopegate.runtime")
 BACKGROUND_CONNECTIONS = 4
 #: How often noted last-used times are written.
 LAST_USED_FLUSH_SECONDS = 10.0
+#: How often counted scope usage is written (a crash loses at most this much).
+USAGE_FLUSH_SECONDS = 5.0
 #: How often expired OAuth codes, tokens and unused registrations are deleted.
 OAUTH_PURGE_SECONDS = 600.0
 
@@ -74,6 +77,9 @@ class Runtime:
     agent_tokens: AgentTokenAuthenticator
     gate: Gate
     last_used: LastUsed
+    #: Admitted calls counted per credential, endpoint and day; ``None`` when
+    #: ``scope_usage_enabled`` is off.
+    scope_usage: ScopeUsageRecorder | None
     login_throttle: LoginThrottle
     #: Windowed counters (Redis when configured): login failures, device user-code tries.
     counters: Counters
@@ -116,9 +122,11 @@ class Runtime:
             agent_tokens,
         ])
         reads_inline = engine.dialect.name == "sqlite"
+        scope_usage = ScopeUsageRecorder() if settings.scope_usage_enabled else None
         gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
                     realm=settings.realm, resource=settings.api_resource,
-                    hints=[AgentApprovalHint(settings.base_url)], inline=reads_inline)
+                    hints=[AgentApprovalHint(settings.base_url)], inline=reads_inline,
+                    usage=scope_usage)
         # Login failures are counted in Redis (shared by every process) when configured.
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
                               else MemoryCounters())
@@ -126,6 +134,7 @@ class Runtime:
             settings=settings, engine=engine, factory=factory, read_factory=read_factory,
             feed=feed, bus=bus, keys=keys, deny_list=deny_list, grant_cache=grant_cache,
             agent_tokens=agent_tokens, gate=gate, last_used=last_used,
+            scope_usage=scope_usage,
             login_throttle=LoginThrottle(counters, Budgets.from_settings(settings),
                                          settings.secret()),
             counters=counters,
@@ -172,6 +181,7 @@ class Runtime:
         self._upkeep = None
         self.bus.close()
         self._flush_last_used()
+        self._flush_scope_usage()
         self.engine.dispose()
 
     def close(self) -> None:
@@ -208,7 +218,7 @@ class Runtime:
 
     def _run_upkeep(self) -> None:
         interval = self.feed.cache_seconds / 2
-        flushed_at = purged_at = 0.0
+        flushed_at = usage_at = purged_at = 0.0
         elapsed = 0.0
         while not self._stop.wait(interval):
             self._confirm()
@@ -216,6 +226,9 @@ class Runtime:
             if elapsed - flushed_at >= LAST_USED_FLUSH_SECONDS:
                 flushed_at = elapsed
                 self._flush_last_used()
+            if elapsed - usage_at >= USAGE_FLUSH_SECONDS:
+                usage_at = elapsed
+                self._flush_scope_usage()
             if elapsed - purged_at >= OAUTH_PURGE_SECONDS:
                 purged_at = elapsed
                 self._purge_oauth()
@@ -224,8 +237,27 @@ class Runtime:
         try:
             with self.factory() as db, db.begin():
                 oauth_purge.purge_expired(db)
+                deploy_hook.purge_deliveries(db)
         except SQLAlchemyError as error:
-            log.warning("could not purge expired OAuth rows: %s", type(error).__name__)
+            log.warning("could not purge expired OAuth rows and old deliveries: %s",
+                        type(error).__name__)
+
+    def flush_scope_usage(self) -> int:
+        """Write the counted scope usage now (the upkeep thread does so every
+        ``USAGE_FLUSH_SECONDS``, and ``stop`` once more); returns the keys written. On
+        SQLite it takes the process's write turn like any writer."""
+        if self.scope_usage is None:
+            return 0
+        if self.sqlite_writers is not None:
+            with self.sqlite_writers.turn():
+                return self.scope_usage.flush(self.factory)
+        return self.scope_usage.flush(self.factory)
+
+    def _flush_scope_usage(self) -> None:
+        try:
+            self.flush_scope_usage()
+        except SQLAlchemyError as error:  # the counts are kept for the next try
+            log.warning("could not write scope usage: %s", type(error).__name__)
 
     def _flush_last_used(self) -> None:
         try:

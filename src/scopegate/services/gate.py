@@ -6,7 +6,8 @@ organization and the endpoint's ``ScopeMap``. The gate authenticates (the authen
 chain, or a browser session), assembles access (``services/access.py``) and decides;
 it answers with a ``Principal``/``OrgAccess`` or raises ``AuthenticationFailed`` (401),
 ``Forbidden``/``NotFound`` (403/404) or ``InsufficientScope`` (403 with a challenge that
-``InsufficientScopeHint``s may enrich).
+``InsufficientScopeHint``s may enrich). A call it admits on a named endpoint is counted
+in memory for the scope-usage report (``services/scope_usage.py``), never written here.
 
 Everything is answered from memory when the caches hold it. ``run`` first tries with no
 connection, on the caller's event loop; only a miss (``NeedsIO``) moves the work to one
@@ -35,6 +36,7 @@ from scopegate.services.authentication import AuthenticationFailed, Authenticato
 from scopegate.services.caches import MISSING, BoundedCache
 from scopegate.services.change_feed import ChangeFeed
 from scopegate.services.errors import Forbidden
+from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.services.web_sessions import LiveSession, load_session, session_digest
 from scopegate.store.models import AuditEvent
 
@@ -85,7 +87,8 @@ class InsufficientScopeHint(Protocol):
 class Gate:
     def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
                  engine: Engine, realm: str, resource: str,
-                 hints: Sequence[InsufficientScopeHint] = (), inline: bool = False) -> None:
+                 hints: Sequence[InsufficientScopeHint] = (), inline: bool = False,
+                 usage: ScopeUsageRecorder | None = None) -> None:
         self.chain = chain
         self.access = access
         self.feed = feed
@@ -96,6 +99,8 @@ class Gate:
         #: Load a miss on the event loop itself (an embedded SQLite database: no network
         #: round trip to wait on), instead of in a worker thread.
         self._inline = inline
+        #: Counts admitted calls per credential and endpoint; ``None``: not counted.
+        self._usage = usage
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
             SESSION_CACHE_ENTRIES)
@@ -163,15 +168,19 @@ class Gate:
 
     def check(self, scope_map: ScopeMap, method: str, presented: Presented, org_slug: str,
               conn: Connection | None, verdict: Verdict,
-              request: RequestInfo | None = None) -> OrgAccess:
+              request: RequestInfo | None = None, *, endpoint: str = "") -> OrgAccess:
         """An organization endpoint: authenticate, assemble access, decide."""
         principal = self.authenticate(presented, conn)
         _check_kind(scope_map, principal)
-        return self.decide(scope_map, method, principal, org_slug, conn, verdict, request)
+        return self.decide(scope_map, method, principal, org_slug, conn, verdict, request,
+                           endpoint=endpoint)
 
     def decide(self, scope_map: ScopeMap, method: str, principal: Principal, org_slug: str,
                conn: Connection | None, verdict: Verdict,
-               request: RequestInfo | None = None) -> OrgAccess:
+               request: RequestInfo | None = None, *, endpoint: str = "") -> OrgAccess:
+        """``principal``'s access in ``org_slug`` if ``scope_map`` admits ``method``.
+        ``endpoint`` (the route's path template as mounted, ``/api/0/…``) names the call
+        in the scope-usage counts; a caller that names none is not counted."""
         oa = self.org_access(principal, org_slug, conn, verdict, request)
         decision = scope_map.decide(method, oa.access.scopes)
         if not decision.allowed:
@@ -180,6 +189,9 @@ class Gate:
                 challenge = hint(oa, decision.sufficient, challenge,
                                  request or RequestInfo(), verdict.denials)
             raise InsufficientScope(challenge)
+        if self._usage is not None and endpoint:
+            self._usage.record(principal, oa.org.id, method, endpoint, decision.sufficient,
+                               oa.access.scopes)
         return oa
 
     def org_access(self, principal: Principal, org_slug: str, conn: Connection | None,

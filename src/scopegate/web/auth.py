@@ -8,6 +8,10 @@ else in one worker-thread hop. What the request presents is read here: a bearer
 credential (``Authorization``), or, without one, the first-party session cookie, which
 must carry the CSRF header on state-changing methods.
 
+The gate is also told which endpoint was called (``endpoint_template``: the matched
+route's path template as mounted, ``/api/0/organizations/{org}/releases/``), for the
+scope-usage counts.
+
 Refusals become RFC 6750 challenges (401 ``invalid_token``, 403 ``insufficient_scope``)
 or 403/404; the audit events a refusal leaves are written after the response
 (``web/errors.py``), whatever becomes of the request.
@@ -105,6 +109,23 @@ async def through_gate(request: Request, decide: Callable[[Connection | None, Ve
             request.state.denials = verdict.denials
 
 
+def endpoint_template(request: Request) -> str:
+    """The matched route's path template as the app mounts it, with its router's prefix
+    (``""`` outside a route). Starlette gives the route object; included routers keep
+    the route's own path, so the mounted one is looked up in a table of the app's
+    routes, built once per app."""
+    route = request.scope.get("route")
+    if route is None:
+        return ""
+    state = request.app.state
+    table: dict[int, str] | None = getattr(state, "endpoint_templates", None)
+    if table is None:
+        table = {id(mounted.route): mounted.path for mounted in api_routes(request.app.routes)}
+        state.endpoint_templates = table
+    found = table.get(id(route))
+    return found if found is not None else getattr(route, "path", "")
+
+
 class Permission:
     """An organization endpoint's declared ``ScopeMap``, enforced by the gate."""
 
@@ -118,8 +139,10 @@ class Permission:
         creds = presented(request)
         gate = runtime(request).gate
         info = request_info(request)
+        endpoint = endpoint_template(request)
         return await through_gate(request, lambda conn, verdict: gate.check(
-            self.scope_map, request.method, creds, org, conn, verdict, info))
+            self.scope_map, request.method, creds, org, conn, verdict, info,
+            endpoint=endpoint))
 
 
 class Authenticated:
