@@ -304,8 +304,11 @@ def test_revoking_a_session_stops_its_live_tokens_at_once(
         assert db.scalar(select(WriteGrant.id).where(WriteGrant.session_id == sid)) is None
 
         deny_list = app.state.runtime.deny_list
-        revoked_at = deny_list.revoked_at(world.orgs["acme"], world.users["member"], sid,
-                                          None)
+        # Read as the request path does: from memory, or (caches not confirmed within the
+        # staleness bound on a loaded machine) with a connection.
+        revoked_at = app.state.runtime.gate.run_with_connection(
+            lambda conn: deny_list.revoked_at(world.orgs["acme"], world.users["member"], sid,
+                                              conn))
         assert revoked_at is not None
         # Refused: a token of the session issued at the revocation second (by design).
         at = sign_agent_token(app, valid(app, world, sid=sid, iat=revoked_at,
