@@ -22,18 +22,7 @@ from scopegate import __version__
 from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
 from scopegate.web import deploy_hook, errors, jwks
-from scopegate.web.api import (
-    agent,
-    audit,
-    integrations,
-    issues,
-    oauth_apps,
-    organizations,
-    releases,
-    scope_usage,
-    tokens,
-    users,
-)
+from scopegate.web.api.declarations import api_routers
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
 from scopegate.web.cors import OAuthCorsMiddleware
@@ -83,9 +72,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.front_door = front_door
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    for module in (organizations, issues, releases, tokens, agent, audit, oauth_apps, users,
-                   integrations, scope_usage):
-        app.include_router(module.router, prefix=API_PREFIX)
+    for router in api_routers():
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)
     app.include_router(authorize.router)

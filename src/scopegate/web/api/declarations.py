@@ -2,8 +2,8 @@
 
 The power of a scope (``core/scope_power.py``) is what the declared ``ScopeMap``s let
 it unlock; the scope-usage report, its page and ``scopegate audit scopes`` all derive it
-from the routers listed here, which are the ones the app mounts under ``/api/0``
-(``web/app.py``; ``tests/test_scope_usage_report.py`` holds the two lists equal).
+from the routers listed here, the ones the app mounts under ``/api/0`` (``web/app.py``
+includes exactly these).
 """
 
 from __future__ import annotations
