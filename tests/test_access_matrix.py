@@ -151,6 +151,7 @@ NOT_IN_MATRIX = {
     ("POST", "/api/0/organizations/{org}/agent/token/"),
     ("POST", "/api/0/organizations/{org}/agent/approve/"),
     ("DELETE", "/api/0/organizations/{org}/agent/sessions/{session_id}/"),
+    ("GET", "/api/0/organizations/{org}/agent/sessions/{session_id}/grant/"),
     ("GET", "/api/0/agent/grants/"),
     ("DELETE", "/api/0/agent/grants/{grant_id}/"),
     ("GET", "/api/0/organizations/{org}/audit-logs/"),

@@ -15,6 +15,7 @@ from scopegate.cli.apps import app_app
 from scopegate.cli.audit import audit_app
 from scopegate.cli.deploy_hook import deployhook_app
 from scopegate.cli.integrations import integration_app
+from scopegate.cli.resource_servers import resource_server_app
 from scopegate.cli.units import err, store
 from scopegate.core import scopes as registry
 from scopegate.runtime.prepare import prepare
@@ -35,7 +36,7 @@ for name, sub in [("app", app_app), ("audit", audit_app), ("deployhook", deployh
                   ("integration", integration_app), ("keys", keys_app),
                   ("user", user_app), ("org", org_app), ("member", member_app),
                   ("project", project_app), ("issue", issue_app), ("token", token_app),
-                  ("orgtoken", orgtoken_app)]:
+                  ("orgtoken", orgtoken_app), ("resource-server", resource_server_app)]:
     app.add_typer(sub, name=name)
 
 console = Console()

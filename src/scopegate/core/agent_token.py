@@ -4,9 +4,12 @@ The token is ``sga_`` + a compact JWS (RFC 7515) signed with EdDSA (RFC 8037), h
 ``{"alg": "EdDSA", "kid": ..., "typ": "sg-agent+jwt"}`` and claims (RFC 7519)::
 
     iss   the issuer (scopegate's base URL)
-    aud   the audience (scopegate's API)
+    aud   the audience: scopegate's API, or a registered resource server's audience
     sub   the person, as a user id string
     org   the organization id the token is bound to
+    org_slug  that organization's slug (what a resource server in another process
+          matches against the path's organization); optional when parsing, so tokens
+          minted before it existed still parse
     sid   the agent session, chosen by the caller
     scopes  granted scopes
     act   who acts (RFC 8693 section 4.1): {"sub": "<agent or OAuth client>"}
@@ -35,6 +38,8 @@ AGENT_MAX: Final = 128
 AGENT_NAME_RE: Final = re.compile(r"[A-Za-z0-9._:@/+~()-](?:[A-Za-z0-9 ._:@/+~()-]{0,126}"
                                   r"[A-Za-z0-9._:@/+~()-])?")
 PARENT_MAX: Final = 128
+#: An organization slug as the ``org_slug`` claim may carry it (the store's limit is 50).
+ORG_SLUG_MAX: Final = 64
 REQUIRED_CLAIMS: Final = (
     "iss", "aud", "sub", "org", "sid", "scopes", "act", "par", "iat", "exp", "jti",
 )
@@ -62,9 +67,11 @@ class AgentClaims:
     issued_at: int
     expires_at: int
     jti: str
+    #: The organization's slug (``None``: a token minted before the claim existed).
+    org_slug: str | None = None
 
     def to_jwt(self) -> dict[str, Any]:
-        return {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(self.user_id),
@@ -77,6 +84,9 @@ class AgentClaims:
             "exp": self.expires_at,
             "jti": self.jti,
         }
+        if self.org_slug is not None:
+            claims["org_slug"] = self.org_slug
+        return claims
 
 
 def valid_session_id(value: str) -> bool:
@@ -130,6 +140,9 @@ def parse_claims(payload: dict[str, Any]) -> AgentClaims:
         if len(aud) != 1:
             raise MalformedClaims("claim aud must name one audience")
         aud = aud[0]
+    org_slug = payload.get("org_slug")
+    if org_slug is not None:
+        org_slug = _str(org_slug, "org_slug", ORG_SLUG_MAX)
     return AgentClaims(
         issuer=_str(payload["iss"], "iss", 512),
         audience=_str(aud, "aud", 512),
@@ -142,4 +155,5 @@ def parse_claims(payload: dict[str, Any]) -> AgentClaims:
         issued_at=_int(payload["iat"], "iat"),
         expires_at=_int(payload["exp"], "exp"),
         jti=_str(payload["jti"], "jti", 64),
+        org_slug=org_slug,
     )

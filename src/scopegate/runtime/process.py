@@ -141,7 +141,7 @@ class Runtime:
             oauth=ServerContext(settings, MetadataDocuments(
                 allow_loopback=settings.oauth_metadata_allow_loopback,
                 cache_seconds=settings.oauth_metadata_cache_seconds,
-                ca_file=settings.oauth_metadata_ca_file), deny_list),
+                ca_file=settings.oauth_metadata_ca_file), deny_list, chain),
             sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
                             if engine.dialect.name == "sqlite" else None),
             reads_inline=reads_inline,

@@ -1,7 +1,11 @@
 """Minting and verifying agent capability tokens (``sga_`` + EdDSA JWS).
 
 Minting never widens: the scopes come from ``core.grants.mintable_scopes`` over the
-caller's assembled access, and ``exp`` never passes the minting credential's own expiry.
+caller's assembled access, and ``exp`` never passes the minting credential's own expiry,
+nor, when the token carries write scopes of a grant, the grant's end (so a resource
+server verifying offline honours the grant's end exactly). A token is for scopegate's
+API (``aud``) unless minted for a registered resource server's audience; this process's
+authenticator accepts only the API's.
 Verification is stateless (signature, ``alg``, ``kid``, ``iss``, ``aud``, ``exp``/``iat``,
 claim types; the JWS is read by ``services/agent_jws.py``) plus three checks of what may
 have changed since the mint: the deny list (a revoked session, or a revoked / logged-out
@@ -29,7 +33,7 @@ from scopegate.core.changes import Topic
 from scopegate.core.grants import mintable_scopes
 from scopegate.core.scopes import READ_SCOPES, expand
 from scopegate.core.token_kinds import TokenKind
-from scopegate.services import agent_jws, audit
+from scopegate.services import agent_jws, audit, resource_servers
 from scopegate.services.access import OrgRecord
 from scopegate.services.authentication import AuthenticationFailed, NeedsIO
 from scopegate.services.caches import MISSING, BoundedCache
@@ -56,6 +60,22 @@ def deny_ttl_seconds(settings: Settings) -> int:
 
 def audience(settings: Settings) -> str:
     return f"{settings.base_url}/api/0/"
+
+
+AUDIENCE_RULE = ("audience: scopegate's API resource or a registered resource server's "
+                 "audience")
+
+
+def mint_audience(db: Session, settings: Settings, requested: str | None) -> str:
+    """The ``aud`` of a token minted for ``requested``: the API (the default) or a
+    registered resource server's audience; anything else is ``Invalid`` (the message
+    names the rule, never the value)."""
+    api = audience(settings)
+    if requested is None or requested == api:
+        return api
+    if resource_servers.is_registered(db, requested):
+        return requested
+    raise Invalid(AUDIENCE_RULE)
 
 
 @dataclass(frozen=True)
@@ -91,8 +111,10 @@ def mint(
     ttl_seconds: int | None,
     agent: str | None,
     request: audit.RequestInfo | None = None,
+    token_audience: str | None = None,
 ) -> MintedAgentToken:
-    """Mint an agent token for the person behind ``access`` in ``org``."""
+    """Mint an agent token for the person behind ``access`` in ``org``, for
+    ``token_audience`` (default: scopegate's API)."""
     principal = access.principal
     if principal.kind not in (None, TokenKind.USER, TokenKind.OAUTH_ACCESS):
         raise Forbidden("Only a person's credential can mint agent tokens.")
@@ -104,6 +126,7 @@ def mint(
     ttl = settings.agent_token_ttl_seconds if ttl_seconds is None else ttl_seconds
     if not 30 <= ttl <= settings.agent_token_max_ttl_seconds:
         raise Invalid(f"ttlSeconds: between 30 and {settings.agent_token_max_ttl_seconds}")
+    aud = mint_audience(db, settings, token_audience)
     grant = live_grant(db, org.id, principal.user_id, session_id)
     scopes = mintable_scopes(access.scopes, grant.scopes if grant else None, requested)
     agent = (agent or principal.agent or "agent")[: agent_token.AGENT_MAX]
@@ -111,13 +134,21 @@ def mint(
     expires_at = now + ttl
     if principal.expires_at is not None:  # an agent token never outlives its parent
         expires_at = min(expires_at, principal.expires_at)
+    if grant is not None and scopes - READ_SCOPES:
+        # Write scopes last as long as the grant that gave them, offline too.
+        grant_end = int(grant.expires_at.timestamp())
+        if grant_end > now:
+            expires_at = min(expires_at, grant_end)
+        else:  # the grant ends within this second: mint without it
+            scopes = mintable_scopes(access.scopes, None, requested)
     if expires_at <= now:
         raise Forbidden("The credential minting the agent token has expired.")
     claims = agent_token.AgentClaims(
         issuer=settings.issuer,
-        audience=audience(settings),
+        audience=aud,
         user_id=principal.user_id,
         org_id=org.id,
+        org_slug=org.slug,
         session_id=session_id,
         scopes=scopes,
         agent=agent,
@@ -134,7 +165,8 @@ def mint(
     audit.record(
         db, audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
         agent=agent, scopes=scopes, request=request,
-        detail=f"jti={claims.jti} ttl={expires_at - now}",
+        detail=f"jti={claims.jti} ttl={expires_at - now}"
+        + ("" if aud == audience(settings) else f" aud={aud}"),
     )
     return MintedAgentToken(token=_PREFIX + jws, claims=claims)
 

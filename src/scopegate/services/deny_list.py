@@ -10,6 +10,8 @@ transaction:
 * ``parent credential -> revoked_at``: a user token revoked or a browser session logged
   out. Every agent token that credential minted is refused (``par`` claim).
 
+The keys are ``scopegate.core.deny_keys``'s (shared with the guards of other
+processes, which read the live entries from the deny feed: ``entries_since``).
 Entries live until the longest possible token lifetime has passed. Answers (denied or
 not) are cached in process; writing an entry announces ``Topic.DENY`` after the commit,
 so the revoking process forgets its answer at once and every other process within the
@@ -18,34 +20,25 @@ change feed's bound (``services/change_feed.py``).
 
 from __future__ import annotations
 
-import hashlib
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import BigInteger, Connection, case, cast, or_, select
 from sqlalchemy.orm import Session
 
 from scopegate.core.changes import Change, Topic
+from scopegate.core.deny_keys import PREFIXES, parent_key, session_key
 from scopegate.services.authentication import NeedsIO
 from scopegate.services.caches import MISSING, BoundedCache
 from scopegate.services.change_feed import ChangeFeed
 from scopegate.store import kv
+from scopegate.store.models import KVEntry
 from scopegate.store.outbox import record_change
+from scopegate.store.types import utcnow
 
-_SESSION_PREFIX = "agent-deny:"
-_PARENT_PREFIX = "agent-parent-deny:"
 _MAX_CACHE = 50_000
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
-
-
-def _session_key(org_id: int, user_id: int, session_id: str) -> str:
-    return f"{_SESSION_PREFIX}{org_id}:{user_id}:{_digest(session_id)}"
-
-
-def _parent_key(parent: str) -> str:
-    return _PARENT_PREFIX + _digest(parent)
+#: Most entries one read of the feed returns (``entries_since``).
+FEED_LIMIT = 10_000
 
 
 def _revocation_time(stored: str | None) -> int | None:
@@ -71,11 +64,11 @@ class DenyList:
 
     def deny(self, db: Session, org_id: int, user_id: int, session_id: str) -> int:
         """Refuse this agent session's tokens issued up to now; returns the revocation time."""
-        return self._write(db, _session_key(org_id, user_id, session_id))
+        return self._write(db, session_key(org_id, user_id, session_id))
 
     def deny_parent(self, db: Session, parent: str) -> int:
         """Refuse every agent token minted by the credential ``parent`` (its reference)."""
-        return self._write(db, _parent_key(parent))
+        return self._write(db, parent_key(parent))
 
     # -- reading -------------------------------------------------------------------
     def _revoked_at(self, keys: tuple[str, ...], conn: Connection | None) -> list[int | None]:
@@ -99,13 +92,45 @@ class DenyList:
     def revoked_at(self, org_id: int, user_id: int, session_id: str,
                    conn: Connection | None) -> int | None:
         """When this agent session was revoked, if it was."""
-        return self._revoked_at((_session_key(org_id, user_id, session_id),), conn)[0]
+        return self._revoked_at((session_key(org_id, user_id, session_id),), conn)[0]
 
     def is_denied(self, org_id: int, user_id: int, session_id: str, issued_at: int,
                   parent: str, conn: Connection | None) -> bool:
         """Whether a token of this session, issued at ``issued_at`` by ``parent``, is dead."""
         session_revoked, parent_revoked = self._revoked_at(
-            (_session_key(org_id, user_id, session_id), _parent_key(parent)), conn)
+            (session_key(org_id, user_id, session_id), parent_key(parent)), conn)
         if session_revoked is not None and issued_at <= session_revoked:
             return True
         return parent_revoked is not None
+
+
+@dataclass(frozen=True)
+class DenyEntry:
+    """One live deny entry as the deny feed publishes it: its key and when it was
+    written (Unix seconds)."""
+
+    key: str
+    revoked_at: int
+
+
+def entries_since(conn: Connection | Session, since: int,
+                  limit: int = FEED_LIMIT) -> tuple[list[DenyEntry], bool]:
+    """Live deny entries revoked at or after ``since``, oldest first, at most ``limit``;
+    and whether more follow (ask again with ``since`` = the last ``revoked_at``).
+
+    One query on the ``kv`` table by key prefix; an entry's value is its ``revoked_at``
+    (digits, written by ``DenyList._write`` only), and it lives until ``expires_at``."""
+    is_deny_entry = or_(*(KVEntry.key.startswith(prefix, autoescape=True)
+                          for prefix in PREFIXES))
+    # The value is cast only where the key is a deny entry's (CASE keeps that order even
+    # where the planner reorders the filters): another kv value never reaches the cast.
+    revoked_at = case((is_deny_entry, cast(KVEntry.value, BigInteger)), else_=None)
+    rows = conn.execute(
+        select(KVEntry.key, KVEntry.value)
+        .where(is_deny_entry, KVEntry.expires_at > utcnow(), revoked_at >= since)
+        .order_by(revoked_at, KVEntry.key)
+        .limit(limit + 1)
+    ).all()
+    entries = [DenyEntry(row.key, value) for row in rows[:limit]
+               if (value := _revocation_time(row.value)) is not None]
+    return entries, len(rows) > limit

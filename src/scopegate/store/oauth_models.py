@@ -166,3 +166,20 @@ class OAuthProxyState(Base):
     upstream_verifier: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ResourceServer(Base):
+    """A service in another process that trusts this server (``services/resource_servers.py``):
+    the audience (RFC 8707 resource) its tokens carry, and the confidential client it
+    authenticates as at ``/oauth/introspect`` and the deny feed (a client that runs no
+    grant; deleting it deletes this row)."""
+
+    __tablename__ = "resource_servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audience: Mapped[str] = mapped_column(String(URI_MAX), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

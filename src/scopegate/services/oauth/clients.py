@@ -39,6 +39,11 @@ DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE)
 MAX_REDIRECT_URIS = 10
 OWNER, DYNAMIC, METADATA = "owner", "dynamic", "metadata"
+#: A resource server's credential (``services/resource_servers.py``): confidential, no
+#: redirect URI, no grant type; it authenticates at introspection and the deny feed only.
+RESOURCE_SERVER = "resource_server"
+#: The endpoints (Authlib's endpoint names) a resource server authenticates at.
+RESOURCE_SERVER_ENDPOINTS = frozenset({"introspection", "agent_deny_list"})
 
 
 def secret_hash(secret: str) -> str:
@@ -94,6 +99,8 @@ class Client(ClientMixin):
         return hmac.compare_digest(self.secret_hash, secret_hash(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.registration == RESOURCE_SERVER and endpoint not in RESOURCE_SERVER_ENDPOINTS:
+            return False  # a resource server's credential opens nothing else
         if self.is_public:
             return method == "none"
         return method in ("client_secret_basic", "client_secret_post")

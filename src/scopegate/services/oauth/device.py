@@ -135,7 +135,7 @@ class DeviceAuthorizationEndpoint(_DeviceEndpoint):
             raise UnauthorizedClientError("The client may not use the device flow.")
         self.server.validate_requested_scope(request.payload.scope)
         resource = resources.resolve(request.payload.datalist.get("resource", []),
-                                     self.server.settings)
+                                     self.server.settings, db=self.server.db)
         user_code = self.generate_user_code()
         data = {
             "device_code": self.generate_device_code(),

@@ -5,11 +5,16 @@
   token goes alone. Tokens of other clients are left alone (Authlib answers
   ``invalid_grant``); unknown tokens get the 200 RFC 7009 asks for.
 * Introspection: only a confidential client, authenticated; it learns about its own tokens
-  only, every other token is ``{"active": false}``.
+  only, every other token is ``{"active": false}``. A resource server's credential
+  (``services/resource_servers.py``) learns instead about the opaque credentials its
+  callers present: user, org and integration tokens, and OAuth access tokens issued for
+  its audience, with the organizations each may act in and its effective scopes there
+  (``resource_introspection.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +22,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import select
 
-from scopegate.services.oauth import clients, registration, tokens
+from scopegate.services import resource_servers
+from scopegate.services.oauth import clients, registration, resource_introspection, tokens
 from scopegate.services.oauth.grants import AUTH_METHODS
 from scopegate.store.oauth_models import OAuthToken
 from scopegate.store.types import utcnow
@@ -57,10 +63,31 @@ def _timestamp(value: datetime) -> int:
     return int(value.timestamp())
 
 
+@dataclass(frozen=True)
+class Introspected:
+    """A credential a resource server asked about, already authenticated (so neither
+    expired nor revoked), with its answer."""
+
+    payload: dict[str, Any]
+
+    def is_expired(self) -> bool:
+        return False
+
+    def is_revoked(self) -> bool:
+        return False
+
+
 class IntrospectionEndpoint(_IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
     server: AuthorizationServer
 
+    def authenticate_token(self, request: Any, client: clients.Client) -> Any:
+        if client.registration == clients.RESOURCE_SERVER:
+            self.check_params(request, client)
+            return self._for_resource_server(request.form["token"], client)
+        return super().authenticate_token(request, client)
+
+    # -- an OAuth client: its own tokens -----------------------------------------------
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query(self.server, token_string, token_type_hint)
 
@@ -68,7 +95,20 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
                          request: Any) -> bool:
         return token.client_pk == client.pk
 
-    def introspect_token(self, token: tokens.StoredToken) -> dict[str, Any]:
+    # -- a resource server: what its callers present -------------------------------------
+    def _for_resource_server(self, token: str, client: clients.Client) -> Introspected | None:
+        db, chain = self.server.db, self.server.ctx.chain
+        audience = resource_servers.audience_of_client(db, client.pk)
+        if audience is None or chain is None:
+            return None  # fail closed
+        payload = resource_introspection.introspect(
+            db.connection(), chain, token, audience=audience,
+            issuer=self.server.settings.issuer)
+        return Introspected(payload) if payload is not None else None
+
+    def introspect_token(self, token: tokens.StoredToken | Introspected) -> dict[str, Any]:
+        if isinstance(token, Introspected):
+            return dict(token.payload)
         payload = {
             "active": True,
             "scope": token.get_scope(),

@@ -72,7 +72,8 @@ def _within_upstream(token: dict[str, Any], key: bytes | None, sealed: bytes | N
 def _token_resource(grant: grants.BaseGrant, issued_for: str) -> None:
     """RFC 8707 §2.2: a token request's ``resource`` must be the one consented to."""
     requested = grant.request.payload.datalist.get("resource", [])
-    if resources.resolve(requested, grant.server.settings, issued_for) != issued_for:
+    if resources.resolve(requested, grant.server.settings, issued_for,
+                         grant.server.db) != issued_for:
         raise resources.InvalidTargetError()
 
 
@@ -137,7 +138,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         redirect_uri = super().validate_authorization_request()
         try:
             self.request.resource = resources.resolve(
-                self.request.payload.datalist.get("resource", []), self.server.settings)
+                self.request.payload.datalist.get("resource", []), self.server.settings,
+                db=self.server.db)
         except resources.InvalidTargetError as error:
             error.redirect_uri = redirect_uri
             raise

@@ -24,6 +24,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
 
 from scopegate.core import scopes as registry
+from scopegate.services.authentication import AuthenticatorChain
 from scopegate.services.deny_list import DenyList
 from scopegate.services.oauth import clients, tokens
 from scopegate.services.oauth.metadata_documents import MetadataDocuments
@@ -135,12 +136,15 @@ class Consent:
 
 @dataclass(frozen=True)
 class ServerContext:
-    """What a server needs besides its session: settings, the document fetcher, and the
-    deny list (a revoked access token takes its agent tokens with it)."""
+    """What a server needs besides its session: settings, the document fetcher, the
+    deny list (a revoked access token takes its agent tokens with it), and the runtime's
+    authenticator chain (introspection for resource servers authenticates opaque tokens
+    as the gate does; ``None``: such introspection answers inactive)."""
 
     settings: Settings
     documents: MetadataDocuments
     deny_list: DenyList
+    chain: AuthenticatorChain | None = None
 
 
 class _Issuer(IssuerParameter):

@@ -10,6 +10,8 @@ when the answer is an OAuth error (a replayed code's revocation must stick).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -65,8 +67,23 @@ async def form_pairs(request: Request) -> list[tuple[str, str]]:
     return _pairs(list(form.multi_items()))
 
 
+def _check_basic(authorization: str | None) -> None:
+    """HTTP Basic credentials Authlib can decode: base64 of UTF-8 (Authlib lets a
+    ``UnicodeDecodeError`` escape, which would be a 500)."""
+    if not authorization or " " not in authorization:
+        return
+    scheme, credentials = authorization.split(None, 1)
+    if scheme.lower() != "basic":
+        return
+    try:
+        base64.b64decode(credentials).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadParameters("The HTTP Basic credentials are malformed.") from None
+
+
 async def read_request(request: Request, *, with_query: bool = True) -> OAuthRequest:
     rt = runtime(request)
+    _check_basic(request.headers.get("authorization"))
     query = _pairs(list(request.query_params.multi_items())) if with_query else []
     form = await form_pairs(request)
     uri = rt.settings.base_url + request.url.path

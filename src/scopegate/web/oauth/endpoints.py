@@ -48,6 +48,11 @@ TOKEN_BODY = _body(_FORM, ["grant_type"], {
 TOKEN_TYPE_BODY = _body(_FORM, ["token"], {
     "token": "an access (sgp_) or refresh (sgr_) token",
     "token_type_hint": "access_token or refresh_token", **_CLIENT})
+INTROSPECT_BODY = _body(_FORM, ["token"], {
+    "token": "an OAuth client: one of its access (sgp_) or refresh (sgr_) tokens; a "
+             "resource server: a credential its caller presented (sgu_, sgo_, sgi_, or an "
+             "sgp_ issued for its audience)",
+    "token_type_hint": "access_token or refresh_token", **_CLIENT})
 DEVICE_BODY = _body(_FORM, ["client_id"], {
     "scope": "space-separated scopes", "resource": "RFC 8707", **_CLIENT})
 REGISTER_BODY = _body("application/json", ["redirect_uris"], {
@@ -115,9 +120,11 @@ async def revoke(request: Request) -> Response:
     return await _token_endpoint(request, "revocation")
 
 
-@router.post(ENDPOINTS["introspection_endpoint"], openapi_extra=TOKEN_TYPE_BODY)
+@router.post(ENDPOINTS["introspection_endpoint"], openapi_extra=INTROSPECT_BODY)
 async def introspect(request: Request) -> Response:
-    """RFC 7662: a confidential client asks about one of its own tokens."""
+    """RFC 7662: a confidential client asks about one of its own tokens; a resource
+    server (``scopegate resource-server add``) about a credential presented to it, and
+    learns the organizations it may act in with its effective scopes there."""
     return await _token_endpoint(request, "introspection")
 
 
