@@ -36,6 +36,8 @@ from harness import HOST, Timing, scratch_database, settings_for, summarize, tab
 from scopegate.core.access import Principal
 from scopegate.core.changes import Change, Topic
 from scopegate.core.roles import Role
+from scopegate.guard import Permission
+from scopegate.guard.routes import api_routes, declared_scope_map
 from scopegate.runtime.prepare import prepare as prepare_database
 from scopegate.services import credentials, directory
 from scopegate.services.access import OrgAccess
@@ -44,7 +46,6 @@ from scopegate.services.gate import Presented, Verdict
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.web.api import issues, releases
 from scopegate.web.app import create_app
-from scopegate.web.auth import Permission, api_routes, declared_scope_map
 from support.database import statements
 
 ITERATIONS = 20_000

@@ -1,5 +1,5 @@
-"""Layers import downward only: core (pure) <- services <- runtime <- web/cli; store below
-services."""
+"""Layers import downward only: core (pure) <- services <- runtime <- guard <- web/cli;
+store below services."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ ALLOWED = {
     "store": {"store", "core"},
     "services": {"services", "store", "core", "settings"},
     "runtime": {"runtime", "services", "store", "core", "settings"},
-    "web": {"web", "runtime", "services", "store", "core", "settings"},
-    "cli": {"cli", "web", "runtime", "services", "store", "core", "settings"},
+    "guard": {"guard", "runtime", "services", "store", "core", "settings"},
+    "web": {"web", "guard", "runtime", "services", "store", "core", "settings"},
+    "cli": {"cli", "web", "guard", "runtime", "services", "store", "core", "settings"},
     "settings": set(),
+    #: The agent-side client ships to agents: nothing of the server, only pure core.
+    "client": {"client", "core"},
 }
 #: Third-party packages that mean I/O or a framework: never in core.
 CORE_FORBIDDEN = {"sqlalchemy", "fastapi", "starlette", "redis", "httpx", "psycopg", "jwt",
@@ -68,3 +71,14 @@ def test_module_imports_only_lower_layers(layer: str, path: Path) -> None:
 def test_the_layer_table_covers_every_package() -> None:
     packages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages <= set(ALLOWED), packages - set(ALLOWED)
+
+
+def test_the_client_needs_only_httpx() -> None:
+    """``scopegate.client`` runs in an agent's process: the standard library, httpx and
+    anyio (httpx's own dependency), nothing the server needs."""
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"httpx", "anyio", "scopegate", "__future__"}
+    for path in sorted((SRC / "client").rglob("*.py")):
+        wrong = {name for name in _imports(path) if name.split(".")[0] not in allowed}
+        assert not wrong, f"{path.relative_to(SRC)} imports {sorted(wrong)}"

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from scopegate.guard.routes import declared_scope_map, declared_scope_maps
 from scopegate.web.app import create_app
-from scopegate.web.auth import declared_scope_map, declared_scope_maps
 from support.settings import BASE_URL, make_settings
 
 API = "/api/"
@@ -30,6 +30,9 @@ PUBLIC_DOCUMENTS = {
     ("POST", "/oauth/introspect"),
     ("POST", "/oauth/register"),
     ("POST", "/oauth/device/code"),
+    # The agent deny feed for resource servers: authenticated by a resource server's
+    # client credential (HTTP Basic), not a bearer token.
+    ("GET", "/oauth/agent-deny-list"),
     ("GET", "/.well-known/oauth-protected-resource"),
     ("GET", "/.well-known/oauth-protected-resource/mcp"),
     # The deploy hook's webhook: authenticated by its HMAC signature, not a bearer token.

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from scopegate.cli.main import app as cli
 from scopegate.core.access import Access, Principal
 from scopegate.core.roles import Role
+from scopegate.guard.routes import api_routes, declared_scope_map
 from scopegate.services import credentials, directory, integrations
 from scopegate.services.errors import Forbidden, Invalid, NotFound
 from scopegate.services.gate import Verdict
@@ -25,7 +26,6 @@ from scopegate.services.scope_usage_report import (
 from scopegate.store.integration_models import DEPLOY_HOOK, ScopeUsage
 from scopegate.web.api.declarations import scope_maps, scope_power
 from scopegate.web.app import API_PREFIX
-from scopegate.web.auth import api_routes, declared_scope_map
 from support.settings import BASE_URL
 from support.world import World
 

@@ -65,6 +65,32 @@ class Access:
     role: Role | None = None
 
 
+@dataclass(frozen=True)
+class OrgRef:
+    """An organization as a decision names it: its id and its slug (the one in URLs)."""
+
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class OrgAccess:
+    """What a request may do in the organization it names: the answer of the gate and
+    of every guard (``scopegate.guard``), in-process or remote. ``org`` is an ``OrgRef``;
+    in-process it is the fuller ``services.access.OrgRecord``."""
+
+    org: OrgRef
+    access: Access
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.access.scopes
+
+    @property
+    def principal(self) -> Principal:
+        return self.access.principal
+
+
 def assemble_access(principal: Principal, org_id: int, role: Role | None) -> Access | Refusal:
     """Build the access for ``principal`` in ``org_id``; ``role`` is the person's role there.
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, select
 
-from scopegate.core.access import Access, Principal, Refusal, assemble_access
+from scopegate.core.access import OrgAccess, OrgRef, Principal, Refusal, assemble_access
 from scopegate.core.changes import Topic, member_key
 from scopegate.core.roles import Role
 from scopegate.core.token_kinds import TokenKind
@@ -33,21 +33,13 @@ CACHE_ENTRIES = 100_000
 
 
 @dataclass(frozen=True)
-class OrgRecord:
+class OrgRecord(OrgRef):
     """An organization as the request path knows it (an immutable snapshot)."""
 
-    id: int
-    slug: str
     name: str
     created_at: datetime
     agent_tokens_enabled: bool
     max_grant_seconds: int
-
-
-@dataclass(frozen=True)
-class OrgAccess:
-    org: OrgRecord
-    access: Access
 
 
 _ORG_COLUMNS = (

@@ -23,13 +23,14 @@ from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
 from scopegate.web import deploy_hook, errors, jwks
 from scopegate.web.api.declarations import api_routers
+from scopegate.web.auth import app_guard
 from scopegate.web.body_limit import BodyLimitMiddleware
 from scopegate.web.cookies import SessionCookie
 from scopegate.web.cors import OAuthCorsMiddleware
 from scopegate.web.mcp import resource_metadata
 from scopegate.web.mcp.endpoint import MCP_PATH
 from scopegate.web.mcp.front_door import FrontDoor
-from scopegate.web.oauth import authorize, device_page, proxy_pages
+from scopegate.web.oauth import authorize, deny_list_feed, device_page, proxy_pages
 from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
 from scopegate.web.security_headers import SecurityHeadersMiddleware
@@ -71,11 +72,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = rt
     app.state.front_door = front_door
     app.state.session_cookie = SessionCookie(settings)
+    app_guard(rt, app.state.session_cookie).install(app)
     errors.install(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(jwks.router)
     app.include_router(oauth_endpoints.router)
+    app.include_router(deny_list_feed.router)
     app.include_router(authorize.router)
     app.include_router(proxy_pages.router)
     app.include_router(device_page.router)

@@ -23,6 +23,10 @@ CSRF_FIELD = "csrf_token"
 
 
 class SessionCookie:
+    """The first-party session cookie (a ``scopegate.guard.BrowserSessions``)."""
+
+    csrf_header = CSRF_HEADER
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._secret = settings.secret()

@@ -12,15 +12,11 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from scopegate.services.errors import ServiceError
-from scopegate.web.auth import ChallengeError, denials_of
-from scopegate.web.runtime import runtime
+from scopegate.guard.errors import RETRY_AFTER_SECONDS
 from scopegate.web.security_headers import NO_STORE, with_security_headers
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import CsrfFailed, LoginRequired
@@ -29,8 +25,6 @@ log = logging.getLogger("scopegate.web")
 _BARE_ERROR_HEADERS = {
     name.decode(): value.decode() for name, value in with_security_headers([], NO_STORE)
 }
-#: What a 503 for an overloaded or unreachable database tells the client to wait.
-RETRY_AFTER_SECONDS = 1
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, object]]:
@@ -43,27 +37,10 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, object]]:
     return detail
 
 
-def _denials_after(request: Request) -> BackgroundTask | None:
-    """Write the audit events of the gate's refusal once the response is sent: in a
-    transaction of their own, in one batch, and off the response's path."""
-    events = denials_of(request)
-    if not events:
-        return None
-    return BackgroundTask(run_in_threadpool, runtime(request).write_denials, events)
-
-
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ChallengeError)
-    async def _challenge(request: Request, exc: ChallengeError) -> JSONResponse:
-        c = exc.challenge
-        return JSONResponse(c.body, status_code=c.status, headers=c.headers,
-                            background=_denials_after(request))
-
-    @app.exception_handler(ServiceError)
-    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers,
-                            background=_denials_after(request))
+    """The app's handlers besides the guard's (``ChallengeError`` and ``ServiceError``,
+    installed by ``scopegate.guard.Guard.install``, which also writes a refusal's audit
+    events after the response)."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

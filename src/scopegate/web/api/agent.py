@@ -20,17 +20,22 @@ from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from scopegate.core import scopes as registry
-from scopegate.core.access import Principal
 from scopegate.core.agent_token import AGENT_MAX, AGENT_NAME_RE, SESSION_ID_RE
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import (
+    Authenticated,
+    OrgAccess,
+    Permission,
+    Principal,
+    Rule,
+    ScopeMap,
+    TokenKind,
+)
+from scopegate.guard import scopes as registry
 from scopegate.services import agent_tokens, directory, grants
-from scopegate.services.access import OrgAccess
-from scopegate.services.errors import Invalid
+from scopegate.services.errors import Invalid, NotFound
 from scopegate.store.models import AGENT_SESSION_MAX, Organization, WriteGrant
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Authenticated, Permission, request_info
+from scopegate.web.auth import request_info
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db
 
@@ -41,6 +46,10 @@ AGENT_TOKEN = ScopeMap({"POST": Rule((), "mint agent tokens")}, kinds=_PEOPLE)
 #: Approving is for a person in a browser session only: no bearer token of any kind.
 AGENT_APPROVE = ScopeMap({"POST": Rule((), "approve agent writes")}, kinds=frozenset({None}))
 AGENT_SESSION = ScopeMap({"DELETE": Rule((), "revoke agent sessions")}, kinds=_PEOPLE)
+#: An agent client waiting for its person's approval polls this with the person's
+#: credential: the same kinds that may mint.
+AGENT_SESSION_GRANT = ScopeMap({"GET": Rule((), "see an agent session's grant")},
+                               kinds=_PEOPLE)
 MY_GRANTS = ScopeMap(
     {"GET": Rule((), "list your agent grants"), "DELETE": Rule((), "revoke agent grants")},
     org_scoped=False,
@@ -71,6 +80,9 @@ class MintRequest(ApiInput):
     ttl_seconds: int | None = Field(default=None, ge=30, le=3600)
     #: Who is acting (RFC 8693 ``act``): an agent's name, shown to the person.
     agent: AgentName | None = None
+    #: The token's ``aud``: scopegate's API (the default) or a registered resource
+    #: server's audience.
+    audience: str | None = Field(default=None, min_length=1, max_length=512)
 
     _scopes = field_validator("requested_scopes")(_known)
 
@@ -149,6 +161,7 @@ def mint_agent_token(
         ttl_seconds=body.ttl_seconds,
         agent=_acting(oa.access.principal, body.agent),
         request=request_info(request),
+        token_audience=body.audience,
     )
     return MintResponse(
         token=minted.token,
@@ -205,6 +218,31 @@ def revoke_agent_session(
         user_id=directory.get_user(db, oa.access.principal.user_id).id,
         session_id=session_id, request=request_info(request),
     )
+
+
+class GrantStatus(ApiModel):
+    session_id: str
+    scopes: list[str]
+    expires_at: datetime
+
+
+@router.get("/organizations/{org}/agent/sessions/{session_id}/grant/",
+            response_model=GrantStatus, responses={404: {"description": "no live grant"}})
+def agent_session_grant(
+    session_id: str = Path(max_length=AGENT_SESSION_MAX),
+    oa: OrgAccess = Depends(Permission(AGENT_SESSION_GRANT)),
+    db: Session = Depends(get_db),
+) -> GrantStatus:
+    """The caller's live write grant for this agent session in this organization (what an
+    agent client waits for after asking its person for approval); 404 when there is none.
+    Nothing is written (no audit row per poll)."""
+    user_id = oa.access.principal.user_id
+    grant = (agent_tokens.live_grant(db, oa.org.id, user_id, session_id)
+             if user_id is not None else None)
+    if grant is None:
+        raise NotFound("no live grant for this agent session")
+    return GrantStatus(session_id=grant.session_id, scopes=registry.ordered(grant.scopes),
+                       expires_at=grant.expires_at)
 
 
 @router.get("/agent/grants/", response_model=list[GrantOut])

@@ -7,14 +7,12 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from scopegate.core import scopes as s
-from scopegate.core.permissions import Rule, ScopeMap
+from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap
+from scopegate.guard import scopes as s
 from scopegate.services import audit
-from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Invalid
 from scopegate.store.models import AGENT_SESSION_MAX, AuditEvent
 from scopegate.web.api.models import ApiModel, UtcDateTime
-from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["audit"])

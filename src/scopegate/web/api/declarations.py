@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from scopegate.core.permissions import ScopeMap
 from scopegate.core.scope_power import ScopePower
+from scopegate.guard.routes import declared_scope_maps
 from scopegate.web.api import (
     agent,
     audit,
@@ -26,7 +27,6 @@ from scopegate.web.api import (
     tokens,
     users,
 )
-from scopegate.web.auth import declared_scope_maps
 
 
 def api_routers() -> tuple[APIRouter, ...]:

@@ -16,16 +16,13 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from scopegate.core import scopes as registry
-from scopegate.core import scopes as s
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap, TokenKind
+from scopegate.guard import scopes as registry
+from scopegate.guard import scopes as s
 from scopegate.services import integrations
-from scopegate.services.access import OrgAccess
 from scopegate.store.integration_models import Integration, IntegrationToken
 from scopegate.store.models import NAME_MAX, SLUG_MAX
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["integrations"])

@@ -10,15 +10,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scopegate.core import scopes as s
-from scopegate.core.permissions import Rule, ScopeMap
+from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap
+from scopegate.guard import scopes as s
 from scopegate.services import issues
-from scopegate.services.access import OrgAccess
 from scopegate.services.issues import IssueStatus
 from scopegate.store.models import EMAIL_MAX, TITLE_MAX, Issue
 from scopegate.web.api.issue_json import issue_json, issues_json
 from scopegate.web.api.models import ApiInput, ApiModel, JSONBytes
-from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["issues"])

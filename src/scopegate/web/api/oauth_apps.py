@@ -17,16 +17,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from scopegate.core import scopes as registry
-from scopegate.core.access import Principal
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import Authenticated, Principal, Rule, ScopeMap, TokenKind
+from scopegate.guard import scopes as registry
 from scopegate.services.errors import NotFound
 from scopegate.services.oauth import clients, tokens
 from scopegate.store.models import NAME_MAX
 from scopegate.store.oauth_models import CLIENT_ID_MAX, URI_MAX
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Authenticated
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db
 

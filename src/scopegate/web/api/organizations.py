@@ -8,15 +8,13 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from scopegate.core import scopes as s
-from scopegate.core.access import Principal
-from scopegate.core.permissions import Rule, ScopeMap
+from scopegate.guard import Authenticated, OrgAccess, Permission, Principal, Rule, ScopeMap
+from scopegate.guard import scopes as s
 from scopegate.services import directory, grants
-from scopegate.services.access import OrgAccess, OrgRecord
+from scopegate.services.access import OrgRecord
 from scopegate.services.errors import NotFound
 from scopegate.store.models import NAME_MAX, SLUG_MAX, Organization, Project
 from scopegate.web.api.models import ApiInput, ApiModel
-from scopegate.web.auth import Authenticated, Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute)

@@ -11,14 +11,12 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from scopegate.core import scopes as s
-from scopegate.core.permissions import Rule, ScopeMap
+from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap
+from scopegate.guard import scopes as s
 from scopegate.services import releases
-from scopegate.services.access import OrgAccess
 from scopegate.store.models import SLUG_MAX, VERSION_MAX, Release
 from scopegate.web.api.models import ApiInput, ApiModel, JSONBytes, UtcDateTime
 from scopegate.web.api.release_json import releases_json
-from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["releases"])

@@ -13,16 +13,13 @@ from datetime import date
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from scopegate.core import scopes as registry
-from scopegate.core import scopes as s
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap, TokenKind
+from scopegate.guard import scopes as registry
+from scopegate.guard import scopes as s
 from scopegate.services import scope_usage_report
-from scopegate.services.access import OrgAccess
 from scopegate.services.scope_usage_report import CredentialUsage, EndpointUse
 from scopegate.web.api import declarations
 from scopegate.web.api.models import ApiModel
-from scopegate.web.auth import Permission
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["scope usage"])

@@ -15,17 +15,21 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from scopegate.core import scopes as registry
-from scopegate.core import scopes as s
-from scopegate.core.access import Principal
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import (
+    Authenticated,
+    OrgAccess,
+    Permission,
+    Principal,
+    Rule,
+    ScopeMap,
+    TokenKind,
+)
+from scopegate.guard import scopes as registry
+from scopegate.guard import scopes as s
 from scopegate.services import credentials, directory
-from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
 from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
-from scopegate.web.auth import Authenticated, Permission
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db
 

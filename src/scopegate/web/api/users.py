@@ -6,12 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from scopegate.core.access import Principal
-from scopegate.core.permissions import Rule, ScopeMap
-from scopegate.core.token_kinds import TokenKind
+from scopegate.guard import Authenticated, Principal, Rule, ScopeMap, TokenKind
 from scopegate.services import directory
 from scopegate.web.api.models import ApiModel
-from scopegate.web.auth import Authenticated
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["users"])

@@ -18,11 +18,12 @@ from scopegate.core import scopes as registry
 from scopegate.core.agent_token import AGENT_MAX
 from scopegate.core.permissions import actions_for_scope
 from scopegate.core.roles import role_scopes
+from scopegate.guard.routes import declared_scope_maps
 from scopegate.services import audit, grants
 from scopegate.services.errors import ServiceError
 from scopegate.store.models import AGENT_SESSION_MAX, SLUG_MAX
 from scopegate.web.api.audit import AUDIT_LOG
-from scopegate.web.auth import declared_scope_maps, request_info
+from scopegate.web.auth import request_info
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db, unit_of_work
 from scopegate.web.ui.rendering import render
