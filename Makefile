@@ -30,6 +30,7 @@ help:
 	@echo "make bench-oauth   token endpoint: code exchanges and refreshes/s next to a bare route"
 	@echo "make bench-mcp   one MCP tool call vs the same API route called directly (median, p99)"
 	@echo "make bench-usage   request-path cost of scope-usage recording: on vs off (µs, req/s)"
+	@echo "make bench-guard   the guard in remote mode: warm and cold requests vs no guard (µs)"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -107,3 +108,10 @@ BENCH_USAGE_ARGS ?=
 .PHONY: bench-usage
 bench-usage: $(STAMP)
 	$(BIN)/python bench/scope_usage.py $(BENCH_USAGE_ARGS)
+
+# The guard in remote mode (bench/guard_remote.py): a route behind Guard.remote vs the
+# same route unguarded, warm and cold, against a scopegate subprocess on SQLite.
+# E.g. `make bench-guard BENCH_GUARD_ARGS="--iterations 2000 --cold 50"`.
+.PHONY: bench-guard
+bench-guard: $(STAMP)
+	$(BIN)/python bench/guard_remote.py $(BENCH_GUARD_ARGS)
