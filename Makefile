@@ -47,7 +47,7 @@ serve: $(STAMP)
 	  $(BIN)/scopegate serve --demo --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 
 # pytest exits 5 when it collected no tests: treat that as a failure too, with a reason.
 test: lint
