@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from scopegate.cli.units import unit
+from scopegate.cli.units import echo_fields, unit
 from scopegate.services import directory
 from scopegate.services.oauth import clients
 
@@ -41,11 +41,7 @@ def app_create(
     printed = {"client_id": new.client.client_id}
     if new.client_secret is not None:
         printed["client_secret"] = new.client_secret
-    if as_json:
-        typer.echo(json.dumps(printed))
-    else:
-        for key, value in printed.items():
-            typer.echo(f"{key}={value}")
+    echo_fields(printed, as_json)
 
 
 @app_app.command("list")

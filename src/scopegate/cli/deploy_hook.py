@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from scopegate.cli.units import err, unit
+from scopegate.cli.units import echo_fields, err, unit
 from scopegate.services import deploy_hook, directory
 from scopegate.services.sealed_secrets import Sealer
 from scopegate.settings import get_settings
@@ -37,8 +37,7 @@ def deployhook_install(
             db, directory.get_org(db, org).id, project, Sealer(settings.secret()),
             environments=environment or deploy_hook.DEFAULT_ENVIRONMENTS)
         printed = {"installation": new.installation.id, "webhook_secret": new.webhook_secret}
-    for key, value in printed.items():
-        typer.echo(f"{key}={value}")
+    echo_fields(printed)
 
 
 @deployhook_app.command("narrow")

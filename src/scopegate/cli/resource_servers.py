@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from scopegate.cli.units import unit
+from scopegate.cli.units import echo_fields, unit
 from scopegate.services import resource_servers
 
 resource_server_app = typer.Typer(
@@ -35,11 +35,7 @@ def resource_server_add(
         new = resource_servers.register(db, runtime.settings, audience, name)
     printed = {"client_id": new.client_id, "client_secret": new.client_secret,
                "audience": new.audience}
-    if as_json:
-        typer.echo(json.dumps(printed))
-    else:
-        for key, value in printed.items():
-            typer.echo(f"{key}={value}")
+    echo_fields(printed, as_json)
 
 
 @resource_server_app.command("list")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import typer
@@ -44,3 +45,12 @@ def store(settings: Settings | None = None) -> Iterator[Session]:
     """``unit``'s session alone."""
     with unit(settings) as (_, session):
         yield session
+
+
+def echo_fields(fields: Mapping[str, object], as_json: bool = False) -> None:
+    """What a command created, on stdout: one ``key=value`` per line, or one JSON object."""
+    if as_json:
+        typer.echo(json.dumps(fields))
+        return
+    for key, value in fields.items():
+        typer.echo(f"{key}={value}")

@@ -26,14 +26,17 @@ from scopegate.web.api.audit import AUDIT_LOG
 from scopegate.web.auth import request_info
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db, unit_of_work
-from scopegate.web.ui.rendering import render
-from scopegate.web.ui.session import WebUser, check_form_csrf, org_access, web_user
+from scopegate.web.ui.rendering import problem_page, render
+from scopegate.web.ui.session import (
+    WebUser,
+    check_form_csrf,
+    org_access,
+    page_access,
+    web_user,
+)
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
-
-def _problem(request: Request, me: WebUser, status: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "error.html", status, me=me, title=title, message=message)
 
 
 def scope_rows(request: Request, requested: frozenset[str], held: frozenset[str]) -> list[dict]:
@@ -61,22 +64,22 @@ async def approval_page(
 ) -> HTMLResponse:
     """What the agent asks for, what each scope lets it do, for how long; Approve/Deny."""
     if len(org) > SLUG_MAX:
-        return _problem(request, me, 404, "Not found", "No such organization.")
+        return problem_page(request, me, 404, "Not found", "No such organization.")
     try:
         grants.check_session_and_agent(session, agent)
     except ServiceError as error:  # the rule broken, never the link's text
-        return _problem(request, me, 400, "Invalid approval link", error.detail)
+        return problem_page(request, me, 400, "Invalid approval link", error.detail)
     try:
         requested = registry.parse(scopes)
     except registry.UnknownScopeError:
-        return _problem(request, me, 400, "Invalid approval link",
+        return problem_page(request, me, 400, "Invalid approval link",
                         "The link names a scope that does not exist.")
     if not requested:
-        return _problem(request, me, 400, "Invalid approval link", "The link names no scopes.")
+        return problem_page(request, me, 400, "Invalid approval link", "The link names no scopes.")
     try:
         oa = await org_access(request, me, org)
     except ServiceError:
-        return _problem(request, me, 404, "Not found", "No such organization.")
+        return problem_page(request, me, 404, "Not found", "No such organization.")
     held = role_scopes(oa.access.role) if oa.access.role else frozenset()
     choices = [
         (key, seconds, seconds <= oa.org.max_grant_seconds)
@@ -104,7 +107,7 @@ async def approval_decision(
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
     if request.headers.get("authorization"):
-        return _problem(request, me, 403, "Not allowed", "Approvals are made by a person in "
+        return problem_page(request, me, 403, "Not allowed", "Approvals are made by a person in "
                         "the browser, never with a token.")
     info = request_info(request)
     try:
@@ -119,16 +122,16 @@ async def approval_decision(
             return render(request, "approve_done.html", me=me, org=oa.org, approved=False,
                           session_id=session, agent=agent)
         if decision != "approve":
-            return _problem(request, me, 400, "Invalid decision", "Choose Approve or Deny.")
+            return problem_page(request, me, 400, "Invalid decision", "Choose Approve or Deny.")
         approval = await unit_of_work(runtime(request), lambda db: grants.approve(
             db, org=oa.org, approver_id=me.user.id, session_id=session, requested=requested,
             lifetime=grants.lifetime_seconds(lifetime, oa.org), agent=agent, request=info,
         ), writes=True)
     except registry.UnknownScopeError:
-        return _problem(request, me, 400, "Invalid request",
+        return problem_page(request, me, 400, "Invalid request",
                         "The form names a scope that does not exist.")
     except ServiceError as error:
-        return _problem(request, me, error.status, "Could not approve", error.detail)
+        return problem_page(request, me, error.status, "Could not approve", error.detail)
     return render(
         request, "approve_done.html", 201, me=me, org=oa.org, approved=True,
         session_id=session, agent=agent, scopes=registry.ordered(approval.scopes),
@@ -161,7 +164,7 @@ async def revoke_agent_session(
             db, rt.deny_list, org=oa.org, user_id=me.user.id, session_id=session,
             request=info), writes=True)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Could not revoke", error.detail)
+        return problem_page(request, me, error.status, "Could not revoke", error.detail)
     return RedirectResponse("/agent/sessions", status_code=303)
 
 
@@ -173,13 +176,10 @@ async def audit_page(
     page: int = Query(default=1, ge=1, le=100_000),
     me: WebUser = Depends(web_user),
 ) -> HTMLResponse:
-    try:
-        oa = await org_access(request, me, org[:SLUG_MAX + 1])
-    except ServiceError:
-        return _problem(request, me, 404, "Not found", "No such organization.")
-    if not AUDIT_LOG.decide("GET", oa.access.scopes).allowed:
-        return _problem(request, me, 403, "Not allowed",
-                        "Reading the audit log needs org:write (manager or owner).")
+    oa = await page_access(request, me, org, AUDIT_LOG,
+                           "Reading the audit log needs org:write (manager or owner).")
+    if isinstance(oa, HTMLResponse):
+        return oa
     flt = audit.AuditFilter(event=event if event in audit.Event.ALL else None)
     rows = await unit_of_work(runtime(request), lambda db: audit.list_events(
         db, oa.org.id, flt, limit=100, offset=(page - 1) * 100), writes=False)

@@ -29,7 +29,7 @@ from scopegate.store.models import NAME_MAX, SLUG_MAX
 from scopegate.web.api.integrations import INTEGRATION, INTEGRATION_TOKENS, INTEGRATIONS
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
-from scopegate.web.ui.rendering import render
+from scopegate.web.ui.rendering import problem_page, render
 from scopegate.web.ui.session import WebUser, check_form_csrf, org_access, web_user
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
@@ -40,10 +40,6 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 #: Longest value of one editor row (a level name or a scope).
 CHOICE_MAX = 32
 
-
-def _problem(request: Request, me: WebUser, status: int, title: str,
-             message: str) -> HTMLResponse:
-    return render(request, "error.html", status, me=me, title=title, message=message)
 
 
 async def _access(request: Request, me: WebUser, org: str, scope_map: ScopeMap,
@@ -80,7 +76,7 @@ async def integrations_page(request: Request, org: OrgSlug,
     try:
         oa = await _access(request, me, org, INTEGRATIONS, "GET")
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integrations", error.detail)
+        return problem_page(request, me, error.status, "Integrations", error.detail)
     return await _list_page(request, me, oa)
 
 
@@ -99,10 +95,10 @@ async def create_integration(
         row = await unit_of_work(runtime(request), lambda db: integrations.create_integration(
             db, oa.org.id, name, frozenset(), user_id=me.user.id), writes=True)
     except Forbidden as error:
-        return _problem(request, me, error.status, "Integrations", error.detail)
+        return problem_page(request, me, error.status, "Integrations", error.detail)
     except ServiceError as error:
         if error.status == 404:
-            return _problem(request, me, 404, "Integrations", error.detail)
+            return problem_page(request, me, 404, "Integrations", error.detail)
         return await _list_page(request, me, oa, error.status, error.detail)
     return RedirectResponse(f"/organizations/{oa.org.slug}/integrations/{row.slug}",
                             status_code=303)
@@ -117,7 +113,7 @@ async def narrow_deploy_hooks(request: Request, org: OrgSlug, csrf_token: Csrf =
     try:
         oa = await _access(request, me, org, INTEGRATION, "PUT")
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integrations", error.detail)
+        return problem_page(request, me, error.status, "Integrations", error.detail)
     await unit_of_work(runtime(request), lambda db: deploy_hook.narrow_installations(
         db, oa.org.id, user_id=me.user.id), writes=True)
     return RedirectResponse(f"/organizations/{oa.org.slug}/integrations", status_code=303)
@@ -151,7 +147,7 @@ async def editor_page(request: Request, org: OrgSlug, slug: Slug,
         oa = await _access(request, me, org, INTEGRATION, "GET")
         return await _editor(request, me, oa, slug)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integration", error.detail)
+        return problem_page(request, me, error.status, "Integration", error.detail)
 
 
 def _submitted(form: dict[str, str]) -> frozenset[str]:
@@ -174,7 +170,7 @@ async def save_editor(request: Request, org: OrgSlug, slug: Slug,
     try:
         oa = await _access(request, me, org, INTEGRATION, "PUT")
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integration", error.detail)
+        return problem_page(request, me, error.status, "Integration", error.detail)
 
     def save(db: Session) -> None:
         row = integrations.get_integration(db, oa.org.id, slug)
@@ -189,7 +185,7 @@ async def save_editor(request: Request, org: OrgSlug, slug: Slug,
         await unit_of_work(runtime(request), save, writes=True)
     except ServiceError as error:
         if error.status == 404:
-            return _problem(request, me, 404, "Integration", error.detail)
+            return problem_page(request, me, 404, "Integration", error.detail)
         return await _editor(request, me, oa, slug, status=error.status, error=error.detail)
     return await _editor(request, me, oa, slug, saved=True)
 
@@ -207,7 +203,7 @@ async def create_token(request: Request, org: OrgSlug, slug: Slug, csrf_token: C
             user_id=me.user.id), writes=True)
         return await _editor(request, me, oa, slug, status=201, new_token=minted.token)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integration", error.detail)
+        return problem_page(request, me, error.status, "Integration", error.detail)
 
 
 @router.post("/organizations/{org}/integrations/{slug}/tokens/{token_id}/revoke")
@@ -220,7 +216,7 @@ async def revoke_token(request: Request, org: OrgSlug, slug: Slug, token_id: Tok
             db, integrations.get_integration(db, oa.org.id, slug), token_id,
             user_id=me.user.id), writes=True)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integration", error.detail)
+        return problem_page(request, me, error.status, "Integration", error.detail)
     return RedirectResponse(f"/organizations/{oa.org.slug}/integrations/{slug}",
                             status_code=303)
 
@@ -236,5 +232,5 @@ async def delete_integration(request: Request, org: OrgSlug, slug: Slug,
             db, integrations.get_integration(db, oa.org.id, slug), user_id=me.user.id),
             writes=True)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Integration", error.detail)
+        return problem_page(request, me, error.status, "Integration", error.detail)
     return RedirectResponse(f"/organizations/{oa.org.slug}/integrations", status_code=303)

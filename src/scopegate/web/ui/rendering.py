@@ -15,3 +15,10 @@ templates = Jinja2Templates(directory=HERE / "templates")
 
 def render(request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def problem_page(request: Request, me: object, status: int, title: str,
+                 message: str) -> HTMLResponse:
+    """The error page a logged-in person (``me``) sees: a fixed title and message, never
+    the request's own text."""
+    return render(request, "error.html", status, me=me, title=title, message=message)

@@ -24,32 +24,22 @@ from scopegate.services.access import OrgAccess
 from scopegate.services.errors import ServiceError
 from scopegate.services.scope_usage_report import CredentialUsage
 from scopegate.store.integration_models import SUBJECT_MAX
-from scopegate.store.models import SLUG_MAX
 from scopegate.web.api import declarations
 from scopegate.web.api.scope_usage import DEFAULT_DAYS, SCOPE_USAGE
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
-from scopegate.web.ui.rendering import render
-from scopegate.web.ui.session import WebUser, check_form_csrf, org_access, web_user
+from scopegate.web.ui.rendering import problem_page, render
+from scopegate.web.ui.session import WebUser, check_form_csrf, page_access, web_user
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 Days = Annotated[int, Query(ge=1, le=scope_usage_report.MAX_DAYS)]
 
 
-def _problem(request: Request, me: WebUser, status: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "error.html", status, me=me, title=title, message=message)
-
 
 async def _access(request: Request, me: WebUser, org: str) -> OrgAccess | HTMLResponse:
     """My access in ``org`` if it lets me see scope usage, else the page saying no."""
-    try:
-        oa = await org_access(request, me, org[:SLUG_MAX + 1])
-    except ServiceError:
-        return _problem(request, me, 404, "Not found", "No such organization.")
-    if not SCOPE_USAGE.decide("GET", oa.access.scopes).allowed:
-        return _problem(request, me, 403, "Not allowed",
-                        "Scope usage needs org:write (manager or owner).")
-    return oa
+    return await page_access(request, me, org, SCOPE_USAGE,
+                             "Scope usage needs org:write (manager or owner).")
 
 
 async def _report(request: Request, oa: OrgAccess, days: int) -> list[CredentialUsage]:
@@ -92,7 +82,7 @@ async def narrow_confirmation(
         return oa
     row = next((r for r in await _report(request, oa, days) if r.subject == subject), None)
     if row is None or not row.narrowable:
-        return _problem(request, me, 404, "Nothing to narrow",
+        return problem_page(request, me, 404, "Nothing to narrow",
                         "This credential has no smaller recommended set to narrow to.")
     fields = [("subject", row.subject), ("days", str(days)),
               *(("scopes", scope) for scope in registry.ordered(row.recommended))]
@@ -120,5 +110,5 @@ async def narrow(
             db, declarations.scope_power(), oa.org.id, subject, scopes, editor=oa.access),
             writes=True)
     except ServiceError as error:
-        return _problem(request, me, error.status, "Could not narrow", error.detail)
+        return problem_page(request, me, error.status, "Could not narrow", error.detail)
     return RedirectResponse(_list_url(oa.org.slug, days, narrowed=subject), status_code=303)

@@ -6,13 +6,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 
 from scopegate.core.access import Principal
+from scopegate.core.permissions import ScopeMap
 from scopegate.services.access import OrgAccess
+from scopegate.services.errors import ServiceError
 from scopegate.services.gate import Verdict
 from scopegate.services.web_sessions import LiveSession, SessionUser
+from scopegate.store.models import SLUG_MAX
 from scopegate.web.auth import request_info, through_gate
 from scopegate.web.runtime import runtime, session_cookie
+from scopegate.web.ui.rendering import problem_page
 
 
 class LoginRequired(Exception):
@@ -61,6 +66,19 @@ async def org_access(request: Request, me: WebUser, org: str) -> OrgAccess:
         return gate.org_access(me.principal, org, conn, verdict, info)
 
     return await through_gate(request, decide)
+
+
+async def page_access(request: Request, me: WebUser, org: str, scope_map: ScopeMap,
+                      refusal: str) -> OrgAccess | HTMLResponse:
+    """My access in ``org`` if ``scope_map`` lets me GET the page, else the page saying
+    no: 404 for an organization that is unknown or not mine, 403 with ``refusal``."""
+    try:
+        oa = await org_access(request, me, org[:SLUG_MAX + 1])
+    except ServiceError:
+        return problem_page(request, me, 404, "Not found", "No such organization.")
+    if not scope_map.decide("GET", oa.access.scopes).allowed:
+        return problem_page(request, me, 403, "Not allowed", refusal)
+    return oa
 
 
 def check_form_csrf(request: Request, me: WebUser, presented: str | None) -> None:
