@@ -5,6 +5,9 @@ Denials (a cross-organization attempt, an ``insufficient_scope`` challenge) are 
 by the request gate, before and outside any transaction: the gate hands them back as
 ``AuditEvent`` rows (``event``) and the web layer writes them in a batch after the
 response (``write_events``), so no rollback can lose them.
+
+Either way each new row is linked into its organization's hash chain as it is flushed
+(``store/audit_links.py``; checked and exported by ``services/audit_chain.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from scopegate.store import audit_links
+from scopegate.store.db import SQLITE_IMMEDIATE
 from scopegate.store.models import AuditEvent
 
 
@@ -77,13 +82,21 @@ def event(
 
 
 def record(db: Session, name: str, **fields: object) -> None:
-    """Record the event ``name`` in the current transaction."""
-    db.add(event(name, **fields))  # type: ignore[arg-type]
+    """Record the event ``name`` in the current transaction. The row joins the session at
+    commit, after every other change, so the chain's head is the transaction's last lock
+    (``store/audit_links.py``)."""
+    audit_links.add_at_commit(db, event(name, **fields))  # type: ignore[arg-type]
 
 
 def write_events(factory: sessionmaker[Session], events: list[AuditEvent]) -> None:
-    """Write ``events`` in a transaction of their own (denials, after the request)."""
+    """Write ``events`` in a transaction of their own (denials, after the request).
+
+    On SQLite the transaction takes the write lock first (``BEGIN IMMEDIATE``): linking
+    the events reads their chain's head, and a deferred transaction that reads then
+    writes fails once another process's writer has committed in between."""
     with factory() as db, db.begin():
+        if db.get_bind().dialect.name == "sqlite":
+            db.connection(execution_options={SQLITE_IMMEDIATE: True})
         db.add_all(events)
 
 

@@ -7,6 +7,11 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from scopegate.store import audit_links
+
+# Every session links new audit rows into their hash chain (``store/audit_links.py``).
+audit_links.install()
+
 #: Execution option: open the transaction with ``BEGIN IMMEDIATE`` on SQLite, taking
 #: the write lock up front (SQLite's stand-in for ``SELECT ... FOR UPDATE``).
 SQLITE_IMMEDIATE = "sqlite_immediate"

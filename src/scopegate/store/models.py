@@ -241,7 +241,8 @@ class AuditEvent(Base):
     """Append-only record of security-relevant events. Never holds a secret."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_org_created", "org_id", "created_at"),)
+    __table_args__ = (Index("ix_audit_org_created", "org_id", "created_at"),
+                      UniqueConstraint("chain", "seq", name="uq_audit_chain_seq"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -259,3 +260,21 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
     detail: Mapped[str] = mapped_column(String(512), default="")
+    # The hash chain (``core/audit_chain.py``), filled in when the row is flushed
+    # (``store/audit_links.py``). ``chain`` is the organization's id at write time (0:
+    # none), not a foreign key: it outlives the organization.
+    chain: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """Each audit chain's last ``seq`` and ``hash``: deleting the newest events shows, and
+    its row lock is what writers of one chain take turns on."""
+
+    __tablename__ = "audit_chain_heads"
+
+    chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
