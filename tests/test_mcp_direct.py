@@ -32,7 +32,9 @@ def _text(result: object) -> str:
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
         database_url: str, mode: str) -> None:
-    with live_world(database_url) as (server, world):
+    # In-chat approval on the 2025 handshake (``elicitation/create``) needs the session
+    # held in this process's memory; the fleet default is covered in test_mcp_fleet.py.
+    with live_world(database_url, mcp_process_sessions=mode == "legacy") as (server, world):
         person = Person(server.base_url, World.email("member"))
         mcp_url = server.url("/mcp")
 

@@ -80,9 +80,12 @@ def serving(directory: Path, template: Path, extra_env: dict[str, str]) -> Itera
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory: pytest.TempPathFactory,
                    sqlite_template: Path) -> Iterator[Served]:
-    """Default settings; uvicorn's own ``FORWARDED_ALLOW_IPS`` says to trust loopback."""
+    """Default settings; uvicorn's own ``FORWARDED_ALLOW_IPS`` says to trust loopback.
+    Text logs: this module reads uvicorn's own access line (JSON logs, where the app's
+    access line replaces it, are ``tests/test_json_logs.py``'s)."""
     directory = tmp_path_factory.mktemp("serve-default")
-    with serving(directory, sqlite_template, {"FORWARDED_ALLOW_IPS": "127.0.0.1,::1"}) as s:
+    env = {"FORWARDED_ALLOW_IPS": "127.0.0.1,::1", "SCOPEGATE_LOG_FORMAT": "text"}
+    with serving(directory, sqlite_template, env) as s:
         yield s
 
 

@@ -6,13 +6,18 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scopegate.core.rate_limits import LIMIT_PATTERN
+
 MAX_AGENT_TOKEN_TTL = 3600
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+#: A rate limit's written form, "N/S" (the bounds: ``core.rate_limits.RateLimit``).
+_RATE_LIMIT = LIMIT_PATTERN
 
 
 class Settings(BaseSettings):
@@ -48,6 +53,32 @@ class Settings(BaseSettings):
     #: Failures allowed from one client address, all accounts, per window.
     login_failures_per_address: int = Field(default=50, ge=1, le=100_000)
 
+    # -- Rate limits (services/rate_limiter.py) -----------------------------------------
+    #: Each limit is "N/S": N requests per fixed window of S seconds (1 ≤ N ≤ 1,000,000,
+    #: 1 ≤ S ≤ 86,400), counted per client address (an IPv6 /64) and per account where
+    #: one is known; a spent window answers 429 with ``Retry-After``. Counted in Redis
+    #: when ``redis_url`` is set (shared by every process), else in this process.
+    #: Off: nothing is counted (the login failure budgets above still apply).
+    rate_limits_enabled: bool = True
+    #: ``POST /login``: per address and per email (per email and browser once that
+    #: browser logged in to it, so others cannot spend its owner's budget).
+    rate_limit_login: str = Field(default="30/60", pattern=_RATE_LIMIT)
+    #: Creating user, org and integration tokens (API and pages): per address and user.
+    rate_limit_token_create: str = Field(default="30/60", pattern=_RATE_LIMIT)
+    #: Minting agent tokens: per address and parent credential.
+    rate_limit_agent_mint: str = Field(default="300/60", pattern=_RATE_LIMIT)
+    #: Approving or denying agent writes (API and page): per address and person.
+    rate_limit_approval: str = Field(default="60/60", pattern=_RATE_LIMIT)
+    #: ``POST /oauth/token``: per address, and per client_id for tokens issued.
+    rate_limit_oauth_token: str = Field(default="120/60", pattern=_RATE_LIMIT)
+    #: ``POST /oauth/register`` (dynamic client registration): per address.
+    rate_limit_client_registration: str = Field(default="30/600", pattern=_RATE_LIMIT)
+    #: Device codes: ``POST /oauth/device_authorization`` per address; user codes typed
+    #: at ``/oauth/device`` per address and person.
+    rate_limit_device_code: str = Field(default="30/60", pattern=_RATE_LIMIT)
+    #: Webhook deliveries: per address, and per installation once a delivery is signed.
+    rate_limit_webhook: str = Field(default="60/60", pattern=_RATE_LIMIT)
+
     #: Longest wait for a database connection from the pool before answering 503.
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     #: Longest wait for SQLite's write lock before answering 503.
@@ -75,6 +106,12 @@ class Settings(BaseSettings):
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "INFO"
+    #: ``json``: one JSON object per log line (time, level, logger, message, request id,
+    #: extras), the access log included; ``text``: uvicorn's plain lines.
+    log_format: Literal["json", "text"] = "json"
+    #: When set, ``GET /metrics`` takes this bearer token (Prometheus'
+    #: ``authorization``); unset, it is open: keep it off the public listener.
+    metrics_token: SecretStr | None = None
 
     # -- OAuth 2.1 authorization server (services/oauth/) ------------------------------
     #: Lifetime of an OAuth access token (``sgp_``).
@@ -106,6 +143,12 @@ class Settings(BaseSettings):
     #: Hosts a tool's ``regionUrl`` may name besides the API URL's own host,
     #: comma-separated (``"us.example.com,de.example.com"``). https only, default port.
     mcp_region_hosts: str = ""
+    #: Hold the ``Mcp-Session-Id`` sessions of 2025-protocol MCP clients in this
+    #: process's memory, so those that declared URL elicitation approve writes inside the
+    #: chat (``elicitation/create``). A single process only: no other process knows the
+    #: session. Off (default): every MCP request is self-contained and any process serves
+    #: it; such clients get the approval URL in a tool error and retry.
+    mcp_process_sessions: bool = False
     #: Proxy mode (all four, or none): the upstream OAuth 2.1 authorization server this
     #: deployment is a client of, its client credentials there, and its API. Set, the
     #: ``/oauth/*`` endpoints speak to MCP clients as a proxy: people sign in upstream.
@@ -116,6 +159,13 @@ class Settings(BaseSettings):
     #: Browser origins allowed to call the OAuth endpoints and ``/mcp`` (CORS),
     #: comma-separated. Default: none.
     mcp_cors_origins: str = ""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("log_level: one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return value.upper()
 
     @field_validator("base_url")
     @classmethod

@@ -15,6 +15,7 @@ from scopegate.cli.apps import app_app
 from scopegate.cli.audit import audit_app
 from scopegate.cli.deploy_hook import deployhook_app
 from scopegate.cli.integrations import integration_app
+from scopegate.cli.metrics_directory import metrics_directory
 from scopegate.cli.resource_servers import resource_server_app
 from scopegate.cli.units import err, store
 from scopegate.core import scopes as registry
@@ -40,6 +41,8 @@ for name, sub in [("app", app_app), ("audit", audit_app), ("deployhook", deployh
     app.add_typer(sub, name=name)
 
 console = Console()
+#: How long a worker may take to answer uvicorn's supervisor before it is killed as hung.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 @app.command()
@@ -71,6 +74,10 @@ def serve(
     except InvalidTrustedProxyError as error:
         err.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
+    if workers > 1 and settings.mcp_process_sessions:
+        # A session held in one worker's memory is unknown to the others.
+        err.print("[red]error:[/red] SCOPEGATE_MCP_PROCESS_SESSIONS needs --workers 1")
+        raise typer.Exit(2)
     prepare(settings)  # before any worker starts, under the start-up lock
     if demo:
         with store(settings) as db:
@@ -90,10 +97,14 @@ def serve(
     console.print(f"MCP:     {settings.mcp_resource}  ({mode})")
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, **options)
-    else:
-        # Each worker builds its own app (and Runtime) from the same environment.
+        return
+    with metrics_directory(workers):
+        # Each worker builds its own app (and Runtime) from the same environment. A new
+        # worker imports the whole app before it can answer the supervisor's health check:
+        # on a busy host that takes longer than uvicorn's 5 s, which would kill it as hung.
         uvicorn.run("scopegate.web.app:create_app", factory=True, workers=workers,
-                    host=host, port=port, **options)
+                    host=host, port=port, timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+                    **options)  # in prometheus_client multiprocess mode: see metrics_directory
 
 
 @user_app.command("create")

@@ -113,7 +113,7 @@ class Introspector:
         self._timeout = timeout
         self._active_seconds = active_seconds
         self._inactive_seconds = inactive_seconds
-        self.cache: BoundedCache[str, _Cached] = BoundedCache(CACHE_ENTRIES)
+        self.cache: BoundedCache[str, _Cached] = BoundedCache(CACHE_ENTRIES, "guard_introspection")
         self._in_flight: dict[str, asyncio.Future[Introspected]] = {}
 
     async def introspect(self, token: str) -> Introspected:

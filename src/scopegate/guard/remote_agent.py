@@ -44,7 +44,8 @@ class AgentTokens:
         self._issuer = issuer
         self._audience = audience
         self._realm = realm
-        self.claims: BoundedCache[str, agent_token.AgentClaims] = BoundedCache(CACHE_ENTRIES)
+        self.claims: BoundedCache[str, agent_token.AgentClaims] = BoundedCache(
+            CACHE_ENTRIES, "guard_agent_claims")
         keys.on_dropped = lambda _kids: self.claims.forget()
 
     def _refuse(self, description: str) -> ChallengeError:

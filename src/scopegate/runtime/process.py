@@ -37,10 +37,12 @@ from scopegate.services.grant_cache import GrantCache
 from scopegate.services.keys import KeyRing
 from scopegate.services.last_used import LastUsed
 from scopegate.services.login_throttle import Budgets, LoginThrottle
+from scopegate.services.metrics import flush_tallies
 from scopegate.services.oauth import purge as oauth_purge
 from scopegate.services.oauth import tokens as oauth_tokens
 from scopegate.services.oauth.metadata_documents import MetadataDocuments
 from scopegate.services.oauth.server import ServerContext
+from scopegate.services.rate_limiter import RateLimiter
 from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.settings import Settings
 from scopegate.store.bus import Bus, NullBus, RedisBus
@@ -83,6 +85,9 @@ class Runtime:
     login_throttle: LoginThrottle
     #: Windowed counters (Redis when configured): login failures, device user-code tries.
     counters: Counters
+    #: The rate limits of logins, token creation, mints, approvals, OAuth, webhooks
+    #: (over ``counters``: shared by every process when Redis is configured).
+    rate_limiter: RateLimiter
     #: What the OAuth server needs beside a session (settings, client metadata documents).
     oauth: ServerContext
     #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
@@ -138,6 +143,7 @@ class Runtime:
             login_throttle=LoginThrottle(counters, Budgets.from_settings(settings),
                                          settings.secret()),
             counters=counters,
+            rate_limiter=RateLimiter.from_settings(counters, settings),
             oauth=ServerContext(settings, MetadataDocuments(
                 allow_loopback=settings.oauth_metadata_allow_loopback,
                 cache_seconds=settings.oauth_metadata_cache_seconds,
@@ -222,6 +228,7 @@ class Runtime:
         elapsed = 0.0
         while not self._stop.wait(interval):
             self._confirm()
+            flush_tallies()  # the request path's counts, into the metrics (cheap)
             elapsed += interval
             if elapsed - flushed_at >= LAST_USED_FLUSH_SECONDS:
                 flushed_at = elapsed

@@ -57,8 +57,8 @@ class AccessCache:
 
     def __init__(self, feed: ChangeFeed) -> None:
         self._feed = feed
-        self.orgs: BoundedCache[str, OrgRecord | None] = BoundedCache(CACHE_ENTRIES)
-        self.roles: BoundedCache[str, Role | None] = BoundedCache(CACHE_ENTRIES)
+        self.orgs: BoundedCache[str, OrgRecord | None] = BoundedCache(CACHE_ENTRIES, "orgs")
+        self.roles: BoundedCache[str, Role | None] = BoundedCache(CACHE_ENTRIES, "roles")
         feed.subscribe(Topic.ORG, self.orgs.forget)
         feed.subscribe(Topic.MEMBER, self._forget_member)
 

@@ -43,6 +43,7 @@ from scopegate.services.errors import Forbidden, Invalid
 from scopegate.services.grant_cache import GrantCache
 from scopegate.services.grants import check_session_and_agent
 from scopegate.services.keys import KeyRing, UnknownKid
+from scopegate.services.metrics import MINTS, tally
 from scopegate.settings import Settings
 from scopegate.store.models import WriteGrant
 from scopegate.store.types import utcnow
@@ -168,6 +169,8 @@ def mint(
         detail=f"jti={claims.jti} ttl={expires_at - now}"
         + ("" if aud == audience(settings) else f" aud={aud}"),
     )
+    # Counted when minted in the transaction (a failed commit still counts: rare).
+    tally(MINTS, "write" if scopes - READ_SCOPES else "read").count += 1
     return MintedAgentToken(token=_PREFIX + jws, claims=claims)
 
 
@@ -189,7 +192,8 @@ class AgentTokenAuthenticator:
         self._keys = keys
         self._deny = deny_list
         self._grants = grant_cache
-        self.claims: BoundedCache[str, agent_token.AgentClaims] = BoundedCache(_CACHE_MAX)
+        self.claims: BoundedCache[str, agent_token.AgentClaims] = BoundedCache(
+            _CACHE_MAX, "agent_claims")
         feed.subscribe(Topic.KEYS, self._keys_changed)
 
     def _keys_changed(self, _key: str | None) -> None:

@@ -78,7 +78,8 @@ class StoredTokenAuthenticator:
         self._feed = feed
         self._last_used = last_used
         self._digest = digest
-        self.cache: BoundedCache[str, StoredCredential] = BoundedCache(CACHE_ENTRIES)
+        self.cache: BoundedCache[str, StoredCredential] = BoundedCache(
+            CACHE_ENTRIES, f"credentials_{kind.name.lower()}")
         feed.subscribe(Topic.CREDENTIAL, self.cache.forget)
 
     def authenticate(self, token: str, conn: Connection | None) -> Principal:

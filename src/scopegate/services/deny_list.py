@@ -50,7 +50,7 @@ class DenyList:
         self._feed = feed
         #: How long an entry must live: the longest token lifetime plus leeway.
         self.ttl_seconds = ttl_seconds
-        self.cache: BoundedCache[str, int | None] = BoundedCache(_MAX_CACHE)
+        self.cache: BoundedCache[str, int | None] = BoundedCache(_MAX_CACHE, "deny_list")
         feed.subscribe(Topic.DENY, self.cache.forget)
 
     # -- writing -------------------------------------------------------------------

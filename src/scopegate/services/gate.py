@@ -8,6 +8,8 @@ it answers with a ``Principal``/``OrgAccess`` or raises ``AuthenticationFailed``
 ``Forbidden``/``NotFound`` (403/404) or ``InsufficientScope`` (403 with a challenge that
 ``InsufficientScopeHint``s may enrich). A call it admits on a named endpoint is counted
 in memory for the scope-usage report (``services/scope_usage.py``), never written here.
+Each decision is counted by outcome, and each challenge by the scopes that would have
+sufficed (``services/metrics.py``: plain-int tallies, a few tens of ns on the warm path).
 
 Everything is answered from memory when the caches hold it. ``run`` first tries with no
 connection, on the caller's event loop; only a miss (``NeedsIO``) moves the work to one
@@ -25,6 +27,7 @@ from typing import Protocol, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from scopegate.core.access import Principal
 from scopegate.core.challenges import Challenge, insufficient_scope
@@ -35,13 +38,15 @@ from scopegate.services.audit import RequestInfo
 from scopegate.services.authentication import AuthenticationFailed, AuthenticatorChain, NeedsIO
 from scopegate.services.caches import MISSING, BoundedCache
 from scopegate.services.change_feed import ChangeFeed
-from scopegate.services.errors import Forbidden
+from scopegate.services.errors import Forbidden, NotFound, Unavailable
+from scopegate.services.metrics import CHALLENGES, DECISIONS, tally
 from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.services.web_sessions import LiveSession, load_session, session_digest
 from scopegate.store.models import AuditEvent
 
 T = TypeVar("T")
 SESSION_CACHE_ENTRIES = 100_000
+_ALLOWED = tally(DECISIONS, "allow")
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class Gate:
         self._usage = usage
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
-            SESSION_CACHE_ENTRIES)
+            SESSION_CACHE_ENTRIES, "web_sessions")
         feed.subscribe(Topic.WEB_SESSION, self.sessions.forget)
 
     # -- running: memory first, a connection only on a miss ---------------------------
@@ -160,20 +165,23 @@ class Gate:
     def admit(self, scope_map: ScopeMap, method: str, presented: Presented,
               conn: Connection | None, verdict: Verdict) -> Principal:
         """An endpoint outside any organization: its ``ScopeMap`` names kinds only."""
-        principal = self.authenticate(presented, conn)
-        _check_kind(scope_map, principal)
-        if not scope_map.decide(method, frozenset()).allowed:
-            raise Forbidden("This endpoint does not accept this method.")
+        with _COUNTED:
+            principal = self.authenticate(presented, conn)
+            _check_kind(scope_map, principal)
+            if not scope_map.decide(method, frozenset()).allowed:
+                raise Forbidden("This endpoint does not accept this method.")
         return principal
 
     def check(self, scope_map: ScopeMap, method: str, presented: Presented, org_slug: str,
               conn: Connection | None, verdict: Verdict,
               request: RequestInfo | None = None, *, endpoint: str = "") -> OrgAccess:
         """An organization endpoint: authenticate, assemble access, decide."""
-        principal = self.authenticate(presented, conn)
-        _check_kind(scope_map, principal)
-        return self.decide(scope_map, method, principal, org_slug, conn, verdict, request,
-                           endpoint=endpoint)
+        with _COUNTED:
+            principal = self.authenticate(presented, conn)
+            _check_kind(scope_map, principal)
+            oa = self._decide(scope_map, method, principal, org_slug, conn, verdict,
+                              request, endpoint)
+        return oa
 
     def decide(self, scope_map: ScopeMap, method: str, principal: Principal, org_slug: str,
                conn: Connection | None, verdict: Verdict,
@@ -181,9 +189,19 @@ class Gate:
         """``principal``'s access in ``org_slug`` if ``scope_map`` admits ``method``.
         ``endpoint`` (the route's path template as mounted, ``/api/0/…``) names the call
         in the scope-usage counts; a caller that names none is not counted."""
+        with _COUNTED:
+            oa = self._decide(scope_map, method, principal, org_slug, conn, verdict,
+                              request, endpoint)
+        return oa
+
+    def _decide(self, scope_map: ScopeMap, method: str, principal: Principal, org_slug: str,
+                conn: Connection | None, verdict: Verdict, request: RequestInfo | None,
+                endpoint: str) -> OrgAccess:
         oa = self.org_access(principal, org_slug, conn, verdict, request)
         decision = scope_map.decide(method, oa.access.scopes)
         if not decision.allowed:
+            for scope in decision.sufficient:
+                tally(CHALLENGES, scope).count += 1
             challenge = insufficient_scope(decision.sufficient, self.realm)
             for hint in self._hints:
                 challenge = hint(oa, decision.sufficient, challenge,
@@ -197,6 +215,47 @@ class Gate:
     def org_access(self, principal: Principal, org_slug: str, conn: Connection | None,
                    verdict: Verdict, request: RequestInfo | None = None) -> OrgAccess:
         return access_for(self.access, principal, org_slug, conn, verdict.denials, request)
+
+
+def _count_refusal(error: Exception) -> None:
+    """Count a refusal by outcome; ``NeedsIO`` is no decision yet (it is asked again)."""
+    if isinstance(error, NeedsIO):
+        return
+    if isinstance(error, AuthenticationFailed):
+        outcome = "unauthenticated"
+    elif isinstance(error, InsufficientScope):
+        outcome = "insufficient_scope"
+    elif isinstance(error, NotFound):
+        outcome = "not_found"
+    elif isinstance(error, Forbidden):
+        outcome = "forbidden"
+    elif isinstance(error, Unavailable | SQLAlchemyError):
+        outcome = "unavailable"
+    else:
+        outcome = "error"
+    tally(DECISIONS, outcome).count += 1
+
+
+class _DecisionCount:
+    """``with _COUNTED:`` around a decision counts its outcome: an allow when the block
+    returns, else the refusal's kind. A class, not ``@contextmanager``: it runs on every
+    warm decision, and a generator costs several times more."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: object) -> bool:
+        if error is None:
+            _ALLOWED.count += 1
+        elif isinstance(error, Exception):
+            _count_refusal(error)
+        return False
+
+
+_COUNTED = _DecisionCount()
 
 
 def _check_kind(scope_map: ScopeMap, principal: Principal) -> None:

@@ -38,7 +38,7 @@ class _Entry:
 class GrantCache:
     def __init__(self, feed: ChangeFeed) -> None:
         self._feed = feed
-        self.cache: BoundedCache[str, _Entry] = BoundedCache(_MAX_ENTRIES)
+        self.cache: BoundedCache[str, _Entry] = BoundedCache(_MAX_ENTRIES, "grants")
         feed.subscribe(Topic.GRANT, self.cache.forget)
 
     def live_scopes(self, org_id: int, user_id: int, session_id: str,

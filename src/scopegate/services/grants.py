@@ -24,6 +24,7 @@ from scopegate.services import audit, directory
 from scopegate.services.access import OrgRecord
 from scopegate.services.deny_list import DenyList
 from scopegate.services.errors import Conflict, Forbidden, Invalid, NotFound
+from scopegate.services.metrics import APPROVALS, tally
 from scopegate.store.models import AuditEvent, Organization, WriteGrant
 from scopegate.store.outbox import record_change
 from scopegate.store.types import utcnow
@@ -130,6 +131,7 @@ def approve(
         agent=agent or None, scopes=capped, request=request, detail=f"lifetime={lifetime}s",
     )
     record_change(db, Change(Topic.GRANT, grant_key(org.id, approver_id, session_id)))
+    tally(APPROVALS, "approve").count += 1
     return Approval(row.id, frozenset(row.scopes), requested - capped, lifetime)
 
 
@@ -152,6 +154,7 @@ def record_denial(
         db, audit.Event.DENY, org_id=org.id, user_id=user_id,
         session_id=session_id, agent=agent or None, scopes=scopes, request=request,
     )
+    tally(APPROVALS, "deny").count += 1
 
 
 def list_grants(db: Session, user_id: int) -> list[WriteGrant]:

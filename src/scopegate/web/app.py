@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from scopegate import __version__
 from scopegate.runtime.process import Runtime
 from scopegate.settings import Settings, get_settings
-from scopegate.web import deploy_hook, errors, jwks
+from scopegate.web import deploy_hook, errors, health, jwks, rate_limits
 from scopegate.web.api.declarations import api_routers
 from scopegate.web.auth import app_guard
 from scopegate.web.body_limit import BodyLimitMiddleware
@@ -33,6 +33,7 @@ from scopegate.web.mcp.front_door import FrontDoor
 from scopegate.web.oauth import authorize, deny_list_feed, device_page, proxy_pages
 from scopegate.web.oauth import endpoints as oauth_endpoints
 from scopegate.web.origin import CanonicalOriginMiddleware, host_patterns
+from scopegate.web.request_record import observe
 from scopegate.web.security_headers import SecurityHeadersMiddleware
 from scopegate.web.ui import approvals, apps, pages
 from scopegate.web.ui import integrations as integration_pages
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.session_cookie = SessionCookie(settings)
     app_guard(rt, app.state.session_cookie).install(app)
     errors.install(app)
+    # First: the route noter must be the innermost middleware; the request id and the
+    # request record go outside everything (see web/request_record.py).
+    observe(app)
+    health.install(app, rt)
+    rate_limits.install(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(jwks.router)

@@ -26,12 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.services import deploy_hook
 from scopegate.services.errors import Invalid, ServiceError
 from scopegate.services.sealed_secrets import Sealer
 from scopegate.settings import Settings
 from scopegate.store.integration_models import DELIVERY_ID_MAX
 from scopegate.store.models import NAME_MAX, SLUG_MAX, VERSION_MAX
+from scopegate.web.rate_limits import limit_async
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
 
@@ -205,7 +207,9 @@ async def _create_release(http: httpx.AsyncClient, api: str, org_slug: str, toke
                409: {"description": "The delivery id was used before."},
                413: {"description": "Body over 16 KiB."},
                422: {"description": "Project or environment not mapped."},
-               502: {"description": "The releases API failed; retry the delivery."}},
+               429: {"description": "Rate limited: retry after Retry-After seconds."},
+               502: {"description": "The releases API failed; retry the delivery."},
+               503: {"description": "Unavailable: retry after Retry-After seconds."}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": _body_schema()}}}},
 )
@@ -222,11 +226,15 @@ async def deploy_hook_webhook(
 ) -> JSONResponse:
     rt = runtime(request)
     hook = resources(request)
+    await limit_async(request, RateLimitedAction.WEBHOOK)
     body = await _bounded_body(request)
     target = await unit_of_work(
         rt, lambda db: deploy_hook.load_target(db, installation, hook.sealer), writes=False)
     deploy_hook.verify_signature(target.webhook_secret, x_scopegate_signature, body,
                                  time.time())
+    # Per installation only once signed: naming an installation spends none of its budget.
+    await limit_async(request, RateLimitedAction.WEBHOOK, by_address=False,
+                      account=f"installation:{target.installation_id}")
     deployment = _parse(body)
     token = deploy_hook.token_for(target, hook.sealer, deployment.project,
                                   deployment.environment)

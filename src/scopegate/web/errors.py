@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from scopegate.guard.errors import RETRY_AFTER_SECONDS
+from scopegate.store.counters import CountersUnavailable
 from scopegate.web.security_headers import NO_STORE, with_security_headers
 from scopegate.web.ui.rendering import render
 from scopegate.web.ui.session import CsrfFailed, LoginRequired
@@ -68,6 +69,15 @@ def install(app: FastAPI) -> None:
                     type(exc).__name__)
         return JSONResponse({"detail": "the service is busy; retry shortly"}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(CountersUnavailable)
+    async def _no_counters(request: Request, exc: CountersUnavailable) -> JSONResponse:
+        # A windowed count (e.g. wrong device user codes) could not be read or written:
+        # refuse rather than count nothing, and never as a 500.
+        log.warning("counters unavailable on %s %s: %s", request.method, request.url.path,
+                    exc)
+        return JSONResponse({"detail": "this is unavailable right now; retry shortly"},
+                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:

@@ -13,7 +13,7 @@ import ipaddress
 from typing import Any, TypedDict
 
 from scopegate.settings import Settings
-from scopegate.web.access_log import uvicorn_log_config
+from scopegate.web.json_logs import log_config
 
 
 class InvalidTrustedProxyError(ValueError):
@@ -27,6 +27,7 @@ class ServerOptions(TypedDict):
     forwarded_allow_ips: list[str]
     log_config: dict[str, Any]
     log_level: str
+    access_log: bool
 
 
 def trusted_proxies(settings: Settings) -> list[str]:
@@ -51,12 +52,15 @@ def trusted_proxies(settings: Settings) -> list[str]:
 
 
 def server_options(settings: Settings) -> ServerOptions:
-    """Proxy headers off unless proxies are configured; credentials redacted from logs."""
+    """Proxy headers off unless proxies are configured; credentials redacted from logs;
+    logs as ``SCOPEGATE_LOG_FORMAT`` and ``SCOPEGATE_LOG_LEVEL`` say."""
     proxies = trusted_proxies(settings)
     return ServerOptions(
         # An empty list (not None) so uvicorn never falls back to $FORWARDED_ALLOW_IPS.
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies,
-        log_config=uvicorn_log_config(),
-        log_level="info",
+        log_config=log_config(settings),
+        log_level=settings.log_level.lower(),
+        # JSON: the app's own access line (``web/request_record.py``) replaces uvicorn's.
+        access_log=settings.log_format == "text",
     )

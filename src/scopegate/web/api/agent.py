@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from scopegate.core.agent_token import AGENT_MAX, AGENT_NAME_RE, SESSION_ID_RE
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.guard import (
     Authenticated,
     OrgAccess,
@@ -36,6 +37,7 @@ from scopegate.services.errors import Invalid, NotFound
 from scopegate.store.models import AGENT_SESSION_MAX, Organization, WriteGrant
 from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import request_info
+from scopegate.web.rate_limits import limit, principal_account
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db
 
@@ -148,6 +150,8 @@ def mint_agent_token(
 ) -> MintResponse:
     """Mint a short-lived agent token: read scopes plus this session's live write grant,
     within the caller's access, narrowed to ``requestedScopes``."""
+    # Per parent credential: each of a person's tokens (and sessions) its own budget.
+    limit(request, RateLimitedAction.AGENT_MINT, account=oa.access.principal.credential_ref)
     rt = runtime(request)
     minted = agent_tokens.mint(
         db,
@@ -182,6 +186,7 @@ def approve_agent_writes(
 ) -> ApproveResponse:
     """Approve write scopes for one of *my* agent sessions (browser session + CSRF only).
     Scopes I do not hold are dropped and listed in ``droppedScopes``."""
+    limit(request, RateLimitedAction.APPROVAL, account=principal_account(oa.access.principal))
     user_id = oa.access.principal.user_id
     if user_id is None:
         raise Invalid("approval needs a person")

@@ -15,7 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.guard import OrgAccess, Permission, Rule, ScopeMap, TokenKind
 from scopegate.guard import scopes as registry
 from scopegate.guard import scopes as s
@@ -23,6 +25,7 @@ from scopegate.services import integrations
 from scopegate.store.integration_models import Integration, IntegrationToken
 from scopegate.store.models import NAME_MAX, SLUG_MAX
 from scopegate.web.api.models import ApiInput, ApiModel
+from scopegate.web.rate_limits import limit, principal_account
 from scopegate.web.transactions import TransactionalRoute, get_db
 
 router = APIRouter(route_class=TransactionalRoute, tags=["integrations"])
@@ -180,12 +183,15 @@ def list_integration_tokens(
 @router.post("/organizations/{org}/integrations/{slug}/tokens/",
              response_model=IntegrationTokenCreated, status_code=201)
 def create_integration_token(
+    request: Request,
     body: IntegrationTokenCreate,
     slug: SlugPath,
     oa: OrgAccess = Depends(Permission(INTEGRATION_TOKENS)),
     db: Session = Depends(get_db),
 ) -> IntegrationTokenCreated:
     """A new ``sgi_`` token acting as the integration; the secret is in this answer only."""
+    limit(request, RateLimitedAction.TOKEN_CREATE,
+          account=principal_account(oa.access.principal))
     row = integrations.get_integration(db, oa.org.id, slug)
     minted = integrations.create_token(db, row, name=body.name,
                                        user_id=oa.access.principal.user_id)

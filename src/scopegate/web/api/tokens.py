@@ -15,6 +15,7 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.guard import (
     Authenticated,
     OrgAccess,
@@ -30,6 +31,7 @@ from scopegate.services import credentials, directory
 from scopegate.services.errors import Forbidden, Invalid
 from scopegate.store.models import NAME_MAX, OrgToken, User, UserToken
 from scopegate.web.api.models import ApiInput, ApiModel, UtcDateTime
+from scopegate.web.rate_limits import limit, principal_account
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db
 
@@ -111,12 +113,14 @@ def list_user_tokens(
 
 @router.post("/api-tokens/", response_model=TokenCreated, status_code=201)
 def create_user_token(
+    request: Request,
     body: UserTokenCreate,
     principal: Principal = Depends(Authenticated(USER_TOKENS)),
     db: Session = Depends(get_db),
 ) -> TokenCreated:
     """Create a user token. Its effective access in each organization is its scopes
     intersected with your role there. A token creating a token cannot exceed itself."""
+    limit(request, RateLimitedAction.TOKEN_CREATE, account=principal_account(principal))
     scopes = _scopes(body.scopes)
     if principal.scopes is not None and not scopes <= registry.expand(principal.scopes):
         raise Forbidden("A token cannot create a token with scopes it does not hold.")
@@ -158,6 +162,8 @@ def create_org_token(
     db: Session = Depends(get_db),
 ) -> TokenCreated:
     """Create an org token: scopes exactly ``org:ci``, usable in this organization only."""
+    limit(request, RateLimitedAction.TOKEN_CREATE,
+          account=principal_account(oa.access.principal))
     user = db.get(User, oa.access.principal.user_id) if oa.access.principal.user_id else None
     minted = credentials.create_org_token(
         db, oa.org, user, runtime(request).settings.base_url, name=body.name

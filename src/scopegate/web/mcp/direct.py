@@ -36,7 +36,7 @@ class MintedTokens:
 
     def __init__(self) -> None:
         self._cache: BoundedCache[tuple[str, str], tuple[str, int]] = BoundedCache(
-            MINTED_CACHE_ENTRIES)
+            MINTED_CACHE_ENTRIES, "mcp_minted_tokens")
 
     def get(self, key: tuple[str, str]) -> str | None:
         found = self._cache.get(key)

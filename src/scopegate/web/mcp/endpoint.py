@@ -5,8 +5,9 @@ only an OAuth access token issued for ``<base>/mcp`` passes (a token for the API
 personal token or an upstream token is ``invalid_token``). A refusal is an RFC 6750
 challenge that also names the RFC 9728 metadata document and the scopes ``/mcp`` needs,
 so a client can discover the authorization server from it. What passes reaches the SDK
-with the principal in the ASGI scope: the SDK binds each MCP session to the client and
-person that opened it, and the tools read the principal from the request.
+with the principal in the ASGI scope: the tools read it from the request, and where
+sessions are held in memory (``SCOPEGATE_MCP_PROCESS_SESSIONS``) the SDK binds each one to
+the client and person that opened it.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class McpEndpoint:
         principal, token = outcome
         state = scope.setdefault("state", {})
         state[PRINCIPAL_KEY], state[BEARER_KEY] = principal, token
-        # The SDK binds an MCP session to (client, issuer, subject): a session opened by
-        # one person's client answers no other credential.
+        # With sessions held in memory the SDK binds each to (client, issuer, subject): a
+        # session opened by one person's client answers no other credential.
         scope["user"] = AuthenticatedUser(AccessToken(
             token=principal.credential_ref, client_id=principal.agent or "",
             scopes=sorted(principal.scopes or ()), expires_at=principal.expires_at,

@@ -3,6 +3,13 @@ the gate in front of it, the API client its tools use, and which mode it is in.
 
 The app's lifespan runs it (``running``): the HTTP client for API calls and the SDK's
 session manager live exactly as long as the app serves.
+
+No process holds state another needs: 2026-07-28 requests are self-contained, and the
+2025 handshake revisions are served stateless too (no ``Mcp-Session-Id``), so a client
+may initialize at one process and call tools at another. A server-to-client request
+(``elicitation/create``) needs its answer back at the process that asked, which a fleet
+cannot promise; those clients get the approval URL in a tool error instead. One process
+may opt back into sessions held in memory (``SCOPEGATE_MCP_PROCESS_SESSIONS``).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class FrontDoor:
         origins = [f"{base.scheme}://{base.netloc}", *self.rt.settings.mcp_cors_origin_list]
         self.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
+            stateless_http=not self.rt.settings.mcp_process_sessions,
             max_request_body_size=self.rt.settings.max_body_bytes,
             session_idle_timeout=SESSION_IDLE_SECONDS, max_sessions=MAX_SESSIONS,
             transport_security=TransportSecuritySettings(

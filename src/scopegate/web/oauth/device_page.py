@@ -16,8 +16,16 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.services.oauth import consent, device
+from scopegate.services.rate_limiter import (
+    UNAVAILABLE_RETRY_SECONDS,
+    RateLimitsUnavailable,
+    RateRefused,
+)
+from scopegate.store.counters import CountersUnavailable
+from scopegate.web.rate_limits import limit_async, page_refusal
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
 from scopegate.web.ui.approvals import scope_rows
@@ -60,8 +68,16 @@ async def device_decision(
     me: WebUser = Depends(web_user),
 ) -> Response:
     check_form_csrf(request, me, csrf_token)
+    try:
+        await limit_async(request, RateLimitedAction.DEVICE_CODE, account=f"user:{me.user.id}")
+    except RateRefused as refused:
+        return page_refusal(request, refused, me)
     rt = runtime(request)
-    tally = rt.counters.count(_failures_key(me))
+    try:
+        tally = rt.counters.count(_failures_key(me))
+    except CountersUnavailable:  # fail closed: no unlimited code guessing
+        return page_refusal(request, RateLimitsUnavailable(
+            RateLimitedAction.DEVICE_CODE, UNAVAILABLE_RETRY_SECONDS), me)
     if tally.count >= device.USER_CODE_FAILURES:
         return _throttled(request, me, tally.retry_after)
     code = device.normalize_user_code(user_code)
@@ -74,7 +90,11 @@ async def device_decision(
     try:
         found, choices = await unit_of_work(rt, find, writes=False)
     except NotFound as error:
-        rt.counters.add(_failures_key(me), device.USER_CODE_WINDOW_SECONDS)
+        try:
+            rt.counters.add(_failures_key(me), device.USER_CODE_WINDOW_SECONDS)
+        except CountersUnavailable:
+            return page_refusal(request, RateLimitsUnavailable(
+                RateLimitedAction.DEVICE_CODE, UNAVAILABLE_RETRY_SECONDS), me)
         return _entry(request, me, "", error.detail, 400)
     if decision not in ("approve", "deny"):
         return _consent(request, me, found, choices)

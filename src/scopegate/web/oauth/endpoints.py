@@ -8,18 +8,25 @@ checked here first, so no answer echoes a caller's text.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.services.oauth import clients
 from scopegate.services.oauth.metadata import ENDPOINTS, server_metadata
 from scopegate.services.oauth.server import OAuthJsonRequest
+from scopegate.services.rate_limiter import RateRefused
 from scopegate.web.mcp.front_door import front_door
 from scopegate.web.oauth import adapter
+from scopegate.web.rate_limits import limit_async, oauth_refusal, off_loop
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
 
@@ -77,9 +84,33 @@ async def _read(request: Request) -> Any:
         return adapter.invalid_request(bad.description)
 
 
+def _client_id(request: Request, form: dict[str, Any]) -> str | None:
+    """The client the request names (form ``client_id``, else HTTP Basic's user), not
+    yet authenticated."""
+    named = form.get("client_id")
+    if isinstance(named, str) and named:
+        return named
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user = base64.b64decode(credentials.strip()).decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return unquote(user) or None
+
+
 @router.post(ENDPOINTS["token_endpoint"], openapi_extra=TOKEN_BODY)
 async def token(request: Request) -> Response:
-    """RFC 6749 §3.2: code, refresh token and device code exchanges."""
+    """RFC 6749 §3.2: code, refresh token and device code exchanges. Rate limited per
+    address, and per client for the tokens it was issued (counted after issuing, so
+    naming a client does not spend its budget)."""
+    limiter = runtime(request).rate_limiter
+    action = RateLimitedAction.OAUTH_TOKEN
+    try:
+        await limit_async(request, action)
+    except RateRefused as refused:
+        return oauth_refusal(refused)
     oauth_request = await _read(request)
     if isinstance(oauth_request, Response):
         return oauth_request
@@ -96,7 +127,15 @@ async def token(request: Request) -> Response:
         # Proxy mode: the upstream tokens first (single-flight); a terminal refusal
         # revokes the grant, and the refresh below then fails with invalid_grant.
         await proxy.refresh_upstream(oauth_request.payload.data.get("refresh_token") or "")
+    client = _client_id(request, oauth_request.payload.data)
+    if client is not None:
+        try:
+            await off_loop(request, functools.partial(limiter.peek, action, "client:" + client))
+        except RateRefused as refused:
+            return oauth_refusal(refused)
     answer = await adapter.answer(request, lambda s: s.create_token_response(oauth_request))
+    if client is not None and answer.status == 200:
+        await off_loop(request, functools.partial(limiter.charge, action, "client:" + client))
     return adapter.to_response(answer)
 
 
@@ -131,6 +170,10 @@ async def introspect(request: Request) -> Response:
 @router.post(ENDPOINTS["device_authorization_endpoint"], openapi_extra=DEVICE_BODY)
 async def device_authorization(request: Request) -> Response:
     """RFC 8628 §3.1: a device asks for a device code and a user code."""
+    try:
+        await limit_async(request, RateLimitedAction.DEVICE_CODE)
+    except RateRefused as refused:
+        return oauth_refusal(refused)
     oauth_request = await _read(request)
     if isinstance(oauth_request, Response):
         return oauth_request
@@ -143,6 +186,10 @@ async def device_authorization(request: Request) -> Response:
              openapi_extra=REGISTER_BODY)
 async def register(request: Request) -> Response:
     """RFC 7591: register a client (open; an unused registration expires)."""
+    try:
+        await limit_async(request, RateLimitedAction.CLIENT_REGISTRATION)
+    except RateRefused as refused:
+        return oauth_refusal(refused)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         data = orjson.loads(await request.body()) if content_type == "application/json" else None

@@ -17,13 +17,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from scopegate.core import scopes as registry
 from scopegate.core.agent_token import AGENT_MAX
 from scopegate.core.permissions import actions_for_scope
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.core.roles import role_scopes
 from scopegate.guard.routes import declared_scope_maps
 from scopegate.services import audit, grants
 from scopegate.services.errors import ServiceError
+from scopegate.services.rate_limiter import RateRefused
 from scopegate.store.models import AGENT_SESSION_MAX, SLUG_MAX
 from scopegate.web.api.audit import AUDIT_LOG
 from scopegate.web.auth import request_info
+from scopegate.web.rate_limits import limit_async, page_refusal
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, get_db, unit_of_work
 from scopegate.web.ui.rendering import problem_page, render
@@ -109,6 +112,10 @@ async def approval_decision(
     if request.headers.get("authorization"):
         return problem_page(request, me, 403, "Not allowed", "Approvals are made by a person in "
                         "the browser, never with a token.")
+    try:
+        await limit_async(request, RateLimitedAction.APPROVAL, account=f"user:{me.user.id}")
+    except RateRefused as refused:
+        return page_refusal(request, refused, me)
     info = request_info(request)
     try:
         # One validation for both decisions: a denial records what an approval would.

@@ -21,12 +21,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from scopegate.core import permission_editor
 from scopegate.core import scopes as registry
 from scopegate.core.permissions import ScopeMap
+from scopegate.core.rate_limits import RateLimitedAction
 from scopegate.services import deploy_hook, integrations
 from scopegate.services.access import OrgAccess
 from scopegate.services.errors import Forbidden, Invalid, ServiceError
+from scopegate.services.rate_limiter import RateRefused
 from scopegate.store.integration_models import DEPLOY_HOOK
 from scopegate.store.models import NAME_MAX, SLUG_MAX
 from scopegate.web.api.integrations import INTEGRATION, INTEGRATION_TOKENS, INTEGRATIONS
+from scopegate.web.rate_limits import limit_async, page_refusal
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute, unit_of_work
 from scopegate.web.ui.rendering import problem_page, render
@@ -196,6 +199,10 @@ async def create_token(request: Request, org: OrgSlug, slug: Slug, csrf_token: C
                        me: WebUser = Depends(web_user)) -> Response:
     """A new token; its secret is on this answer only."""
     check_form_csrf(request, me, csrf_token)
+    try:
+        await limit_async(request, RateLimitedAction.TOKEN_CREATE, account=f"user:{me.user.id}")
+    except RateRefused as refused:
+        return page_refusal(request, refused, me)
     try:
         oa = await _access(request, me, org, INTEGRATION_TOKENS, "POST")
         minted = await unit_of_work(runtime(request), lambda db: integrations.create_token(

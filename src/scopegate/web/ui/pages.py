@@ -13,12 +13,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scopegate.core import scopes as registry
+from scopegate.core.rate_limits import RateLimitedAction
+from scopegate.runtime.process import Runtime
 from scopegate.services import credentials, directory
 from scopegate.services.errors import ServiceError
 from scopegate.services.login_throttle import KNOWN_DEVICE_MAX_AGE_SECONDS, LoginThrottled
+from scopegate.services.rate_limiter import RateLimitsUnavailable, RateRefused
 from scopegate.services.web_sessions import end_session, start_session
 from scopegate.store.models import EMAIL_MAX, NAME_MAX
 from scopegate.store.types import utcnow
+from scopegate.web.rate_limits import limit, page_refusal
 from scopegate.web.runtime import runtime, session_cookie
 from scopegate.web.transactions import TransactionalRoute, get_db
 from scopegate.web.ui.rendering import render
@@ -75,7 +79,12 @@ def login(
         email, request.client.host if request.client else "", device_cookie
     )
     try:
+        limit(request, RateLimitedAction.LOGIN, account=_login_account(rt, attempt.account,
+                                                                        device_cookie))
         rt.login_throttle.admit(attempt)
+    except RateRefused as refused:
+        return _login_refused(request, expected, next, LoginThrottled(
+            refused.retry_after, unavailable=isinstance(refused, RateLimitsUnavailable)))
     except LoginThrottled as refused:
         return _login_refused(request, expected, next, refused)
     user = directory.authenticate_password(db, email, password)
@@ -93,6 +102,16 @@ def login(
         secure=rt.settings.secure_cookies, path="/",
     )
     return response
+
+
+def _login_account(rt: Runtime, account: str | None, device_cookie: str | None) -> str | None:
+    """What the login rate limit counts besides the address: the account (a keyed hash
+    of the email), or the account *and browser* when that browser logged in to it before,
+    so requests naming someone's email cannot spend their own browser's budget."""
+    if account is None:
+        return None
+    device = rt.login_throttle.known_device(device_cookie, account)
+    return account if device is None else f"{account}:{device}"
 
 
 def _login_refused(request: Request, csrf: str, next: str,
@@ -157,6 +176,10 @@ def create_token(
 ) -> HTMLResponse:
     """Create a token and show its secret on this response only."""
     check_form_csrf(request, me, csrf_token)
+    try:
+        limit(request, RateLimitedAction.TOKEN_CREATE, account=f"user:{me.user.id}")
+    except RateRefused as refused:
+        return page_refusal(request, refused, me)
     try:
         chosen = registry.validate(scopes or [])
         if expires not in EXPIRY_CHOICES:
