@@ -31,6 +31,7 @@ help:
 	@echo "make bench-mcp   one MCP tool call vs the same API route called directly (median, p99)"
 	@echo "make bench-usage   request-path cost of scope-usage recording: on vs off (µs, req/s)"
 	@echo "make bench-guard   the guard in remote mode: warm and cold requests vs no guard (µs)"
+	@echo "make bench-fleet   mixed traffic vs serve --workers 1 and 2 on PostgreSQL + Redis (req/s, p50/p99)"
 	@echo "make clean   remove caches and build output (distclean also removes .venv)"
 
 $(BIN)/python:
@@ -115,3 +116,13 @@ bench-usage: $(STAMP)
 .PHONY: bench-guard
 bench-guard: $(STAMP)
 	$(BIN)/python bench/guard_remote.py $(BENCH_GUARD_ARGS)
+
+# Mixed traffic (agent- and user-token reads, mints, approvals) against `scopegate serve
+# --workers 1` and then `--workers 2` on a scratch PostgreSQL database
+# (SCOPEGATE_BENCH_DATABASE_URL, default postgres@127.0.0.1:5432) and Redis
+# (SCOPEGATE_BENCH_REDIS_URL, default redis://127.0.0.1:6379/14): req/s, p50/p99, errors,
+# scaling ratio. E.g. `make bench-fleet BENCH_FLEET_ARGS="--count 2000 --seconds 10"`.
+BENCH_FLEET_ARGS ?=
+.PHONY: bench-fleet
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py $(BENCH_FLEET_ARGS)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,10 +27,11 @@ from sqlalchemy.engine import make_url
 
 from scopegate.core.roles import Role
 from scopegate.runtime.process import Runtime
-from scopegate.services import credentials, directory
+from scopegate.services import directory
 from scopegate.settings import Settings
 from scopegate.store.db import make_engine, make_sessionmaker
 from support.database import prepare_engine, scratch_database
+from support.fleet import bearer, user_token, via
 from support.live_server import ServerProcess, spawn_scopegate, wait_ready
 from support.proxy import TcpProxy
 from support.settings import PG_URL, REDIS_URL, SECRET, require_service
@@ -45,7 +46,6 @@ BASE_URL = "http://127.0.0.1"
 #: Answered by the gate alone: the endpoint returns what the gate assembled, so a 200
 #: here is a decision taken from the caches (or the database) and nothing else.
 ORG = "/api/0/organizations/acme/"
-READ_SCOPES = frozenset({"org:read", "event:read"})
 OWNER = f"{Role.OWNER.value}@acme.test"
 #: The propagation bound with Redis (the issue's target).
 BUS_BOUND_SECONDS = 1.0
@@ -74,14 +74,6 @@ class Cluster:
     guarded: ServerProcess
     pg_proxy: TcpProxy
     redis_proxy: TcpProxy
-
-
-def _via(url: str, port: int) -> str:
-    """``url`` with its host and port replaced by the proxy's (credentials kept)."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _spawn(name: str, database_url: str, redis_url: str | None, cache_seconds: float,
@@ -125,7 +117,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _spawn("poll_a", url, None, POLL_CACHE_SECONDS, logs),
             _spawn("poll_b", url, None, POLL_CACHE_SECONDS, logs),
             _spawn("guarded", guarded_url.render_as_string(hide_password=False),
-                   _via(redis_url, redis_proxy.port), GUARDED_CACHE_SECONDS, logs),
+                   via(redis_url, redis_proxy.port), GUARDED_CACHE_SECONDS, logs),
         ]
         try:
             wait_ready(servers)
@@ -138,28 +130,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _user_token(database_url: str, email: str,
-                scopes: frozenset[str] = READ_SCOPES) -> tuple[int, str]:
-    """A new user token (its id and secret), written straight into the database."""
-    engine = make_engine(database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            minted = credentials.create_user_token(
-                session, directory.get_user_by_email(session, email), scopes)
-            session.commit()
-            return minted.row.id, minted.token
-    finally:
-        engine.dispose()
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _warm(client: httpx.Client, server: ServerProcess, token: str) -> None:
     """Two answers of 200: the second comes from what the first cached."""
     for _ in range(2):
-        response = client.get(server.url(ORG), headers=_bearer(token))
+        response = client.get(server.url(ORG), headers=bearer(token))
         assert response.status_code == 200, (response.status_code, response.text)
 
 
@@ -168,7 +142,7 @@ def _refused_after(client: httpx.Client, server: ServerProcess, token: str, sinc
     """Ask ``server`` until it refuses ``token`` or ``bound`` seconds have passed since
     ``since``: (seconds from ``since`` to the first refusal or None, its status)."""
     while True:
-        response = client.get(server.url(ORG), headers=_bearer(token))
+        response = client.get(server.url(ORG), headers=bearer(token))
         elapsed = time.monotonic() - since
         if response.status_code != 200:
             return elapsed, response.status_code
@@ -185,31 +159,31 @@ def _report(record: Callable[[str, object], None], name: str, seconds: float | N
 
 def _revoke_user_token_and_measure(client: httpx.Client, a: ServerProcess, b: ServerProcess,
                                    database_url: str, bound: float) -> tuple[float | None, int]:
-    _, revoker = _user_token(database_url, OWNER)
-    victim_id, victim = _user_token(database_url, OWNER)
+    _, revoker = user_token(database_url, OWNER)
+    victim_id, victim = user_token(database_url, OWNER)
     _warm(client, b, victim)
-    response = client.delete(a.url(f"/api/0/api-tokens/{victim_id}/"), headers=_bearer(revoker))
+    response = client.delete(a.url(f"/api/0/api-tokens/{victim_id}/"), headers=bearer(revoker))
     assert response.status_code == 204, response.text
     returned = time.monotonic()
     # A process that made a change refuses at once (the bound is about the others).
-    assert client.get(a.url(ORG), headers=_bearer(victim)).status_code == 401
+    assert client.get(a.url(ORG), headers=bearer(victim)).status_code == 401
     return _refused_after(client, b, victim, returned, bound)
 
 
 def _revoke_agent_session_and_measure(client: httpx.Client, a: ServerProcess, b: ServerProcess,
                                       database_url: str, session_id: str,
                                       bound: float) -> tuple[float | None, int]:
-    _, owner = _user_token(database_url, OWNER)
+    _, owner = user_token(database_url, OWNER)
     minted = client.post(a.url("/api/0/organizations/acme/agent/token/"),
-                         json={"sessionId": session_id}, headers=_bearer(owner))
+                         json={"sessionId": session_id}, headers=bearer(owner))
     assert minted.status_code == 201, minted.text
     agent = minted.json()["token"]
     _warm(client, b, agent)
     response = client.delete(a.url(f"/api/0/organizations/acme/agent/sessions/{session_id}/"),
-                             headers=_bearer(owner))
+                             headers=bearer(owner))
     assert response.status_code == 204, response.text
     returned = time.monotonic()
-    assert client.get(a.url(ORG), headers=_bearer(agent)).status_code == 401
+    assert client.get(a.url(ORG), headers=bearer(agent)).status_code == 401
     return _refused_after(client, b, agent, returned, bound)
 
 
@@ -243,7 +217,7 @@ def test_with_redis_a_membership_removed_elsewhere_is_refused_within_1s(
     """No API changes roles yet: a third process (this one, on the same runtime code)
     removes the membership; its commit is announced over the bus like any other."""
     member = f"{Role.MEMBER.value}@acme.test"
-    _, token = _user_token(cluster.database_url, member)
+    _, token = user_token(cluster.database_url, member)
     runtime = Runtime.build(Settings(database_url=cluster.database_url, secret_key=SECRET,
                                      base_url=BASE_URL, redis_url=REDIS_URL))
     try:
@@ -301,7 +275,7 @@ def _answers_while_out(client: httpx.Client, server: ServerProcess, token: str, 
     answers: list[tuple[float, int | str]] = []
     while (asked := time.monotonic()) - out < seconds:
         try:
-            status: int | str = client.get(server.url(ORG), headers=_bearer(token)).status_code
+            status: int | str = client.get(server.url(ORG), headers=bearer(token)).status_code
         except httpx.TransportError as error:
             status = type(error).__name__
         answers.append((asked - out, status))
@@ -314,7 +288,7 @@ def _recovery(client: httpx.Client, server: ServerProcess, token: str) -> float 
     restored = time.monotonic()
     while time.monotonic() - restored < 10:
         try:
-            if client.get(server.url(ORG), headers=_bearer(token)).status_code == 200:
+            if client.get(server.url(ORG), headers=bearer(token)).status_code == 200:
                 return time.monotonic() - restored
         except httpx.TransportError:
             pass
@@ -327,7 +301,7 @@ def _take_out(cluster: Cluster, how: str, record: Callable[[str, object], None],
     """Warm the guarded server, take both services out (``cut`` or ``freeze``), ask for
     ``cache_seconds`` + 1.5 s, restore; the answers and the recovery time."""
     server = cluster.guarded
-    _, token = _user_token(cluster.database_url, OWNER)
+    _, token = user_token(cluster.database_url, OWNER)
     proxies = (cluster.pg_proxy, cluster.redis_proxy)
     with httpx.Client(timeout=timeout) as client:
         _warm(client, server, token)
