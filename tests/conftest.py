@@ -7,6 +7,7 @@ standard world, HTTP, agent tokens, live servers, Chromium); this file holds fix
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from scopegate.services.oauth.clients import NewClient
 from scopegate.settings import Settings, get_settings
+from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
 from scopegate.store.db import make_engine
 from scopegate.web.app import create_app
 from support.browser import browser_page, launched_chromium
@@ -30,6 +32,7 @@ from support.settings import (
     BASE_URL,
     OAUTH_BASE_URL,
     PG_URL,
+    REDIS_URL,
     SECRET,
     make_settings,
     require_service,
@@ -189,3 +192,23 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counters(request: pytest.FixtureRequest) -> Iterator[Counters]:
+    """Both counter stores (login throttling, rate limits); Redis under a prefix unique to
+    the test, its keys deleted afterwards."""
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    import redis
+
+    url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
+    prefix = f"scopegate-test:{uuid.uuid4().hex}:"
+    store = RedisCounters(url, prefix=prefix)
+    yield store
+    store.close()
+    raw = redis.Redis.from_url(url)
+    for name in raw.scan_iter(prefix + "*"):
+        raw.delete(name)
+    raw.close()

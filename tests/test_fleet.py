@@ -18,7 +18,6 @@ the same bus (``cli/units.py``).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -31,11 +30,9 @@ from sqlalchemy.engine import make_url
 
 from scopegate.core.roles import Role
 from scopegate.services import directory
-from scopegate.services.keys import KeyRing
 from scopegate.store.db import make_engine, make_sessionmaker
-from scopegate.store.migrate import upgrade
 from scopegate.store.models import User
-from support.database import scratch_database
+from support.database import world_database
 from support.fleet import (
     MINT,
     ORG,
@@ -57,8 +54,8 @@ from support.fleet import (
 )
 from support.live_server import spawn_scopegate, wait_ready
 from support.proxy import TcpProxy
-from support.settings import PG_URL, REDIS_URL, require_service
-from support.world import build_world_quick, password_hash
+from support.settings import REDIS_URL, require_service
+from support.world import password_hash
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("fleet")]
 
@@ -89,17 +86,11 @@ REGISTRATION = {"client_name": "fleet", "redirect_uris": ["http://127.0.0.1:7777
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
     redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    base = make_url(admin_url)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"{base.database or 'test'}_sg_fleet_{os.getpid()}_{worker}"
-    with scratch_database(admin_url, name) as url:
+    with world_database("fleet", SECRET) as (url, _):
+        base = make_url(url)
         engine = make_engine(url)
-        upgrade(engine)
-        KeyRing(make_sessionmaker(engine), SECRET).ensure_active()
         with make_sessionmaker(engine)() as session:
-            build_world_quick(session)
             manager = User(email=DOWNGRADED, name="fleet", password_hash=password_hash())
             session.add(manager)
             session.flush()

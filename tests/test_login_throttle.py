@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
@@ -293,25 +293,6 @@ def test_two_app_instances_on_one_redis_share_the_count(sqlite_url: str, db):
 
 
 # --- The policy, under concurrency ----------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-def counters(request: pytest.FixtureRequest) -> Iterator[Counters]:
-    """Both counter stores; Redis under a prefix unique to the test, deleted afterwards."""
-    if request.param == "memory":
-        yield MemoryCounters()
-        return
-    import redis
-
-    url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    prefix = f"scopegate-test:{uuid.uuid4().hex}:"
-    store = RedisCounters(url, prefix=prefix)
-    yield store
-    raw = redis.Redis.from_url(url)
-    for name in raw.scan_iter(prefix + "*"):
-        raw.delete(name)
-    raw.close()
-    store.close()
 
 
 def run_together(count: int, work: Callable[[int], object]) -> list[object]:

@@ -12,7 +12,6 @@ the *other* process's API, so a tool call crosses processes as well.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,17 +26,16 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.models import Issue
-from support.database import prepare_engine, scratch_database
+from support.database import world_database
 from support.http import login
 from support.live_server import ServerProcess, free_port, scopegate_env, spawn, wait_ready
 from support.mcp_client import MemoryTokens, Person
 from support.oauth import REDIRECT_URI, decide, pkce, query_of, register
-from support.settings import PG_URL, REDIS_URL, SECRET, require_service
-from support.world import World, build_world_quick
+from support.settings import REDIS_URL, SECRET, require_service
+from support.world import World
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("mcp_fleet")]
 
@@ -180,17 +178,8 @@ def _spawn(name: str, port: int, api_port: int, database_url: str, redis_url: st
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
     redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    base = make_url(admin_url)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"{base.database or 'test'}_sg_mcpfleet_{os.getpid()}_{worker}"
-    with scratch_database(admin_url, name) as url:
-        engine = make_engine(url)
-        prepare_engine(engine)
-        with make_sessionmaker(engine)() as session:
-            world = build_world_quick(session)
-        engine.dispose()
+    with world_database("mcpfleet") as (url, world):
         logs = tmp_path_factory.mktemp("mcp_fleet")
         ports = [free_port(), free_port()]
         servers = [_spawn("mcp_a", ports[0], ports[1], url, redis_url, logs),

@@ -13,7 +13,6 @@ both out of reach (cut, or silently partitioned: ``support/proxy.py``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,13 +28,11 @@ from scopegate.core.roles import Role
 from scopegate.runtime.process import Runtime
 from scopegate.services import directory
 from scopegate.settings import Settings
-from scopegate.store.db import make_engine, make_sessionmaker
-from support.database import prepare_engine, scratch_database
+from support.database import world_database
 from support.fleet import bearer, user_token, via
 from support.live_server import ServerProcess, spawn_scopegate, wait_ready
 from support.proxy import TcpProxy
-from support.settings import PG_URL, REDIS_URL, SECRET, require_service
-from support.world import build_world_quick
+from support.settings import REDIS_URL, SECRET, require_service
 
 #: One set of servers for the module: under ``pytest -n`` with ``--dist loadgroup`` the
 #: module's tests share one worker instead of each worker starting its own servers.
@@ -93,18 +90,9 @@ def _spawn(name: str, database_url: str, redis_url: str | None, cache_seconds: f
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
     redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    base = make_url(admin_url)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"{base.database or 'test'}_sg_prop_{os.getpid()}_{worker}"
-    with scratch_database(admin_url, name) as url:
-        engine = make_engine(url)
-        prepare_engine(engine)
-        with make_sessionmaker(engine)() as session:
-            build_world_quick(session)
-        engine.dispose()
-
+    with world_database("prop") as (url, _):
+        base = make_url(url)
         redis_parts = urlsplit(redis_url)
         pg_proxy = TcpProxy(base.host or "127.0.0.1", base.port or 5432).start()
         redis_proxy = TcpProxy(redis_parts.hostname or "127.0.0.1",

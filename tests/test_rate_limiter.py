@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from pydantic import ValidationError
@@ -69,25 +69,6 @@ def test_defaults_limit_every_action(sqlite_url: str) -> None:
 
 
 # -- the limiter over both counter stores ----------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-def counters(request: pytest.FixtureRequest) -> Iterator[Counters]:
-    """Both stores; Redis under a prefix of this test's own, deleted afterwards."""
-    if request.param == "memory":
-        yield MemoryCounters()
-        return
-    import redis
-
-    url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    prefix = f"scopegate-test:{uuid.uuid4().hex}:"
-    store = RedisCounters(url, prefix=prefix)
-    yield store
-    store.close()
-    raw = redis.Redis.from_url(url)
-    for name in raw.scan_iter(prefix + "*"):
-        raw.delete(name)
-    raw.close()
 
 
 def limiter_over(counters: Counters, requests: int = LIMIT, *,

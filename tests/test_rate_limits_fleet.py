@@ -9,22 +9,19 @@ windows.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from scopegate.core.roles import Role
 from scopegate.services import credentials, directory
 from scopegate.store.db import make_engine, make_sessionmaker
-from support.database import prepare_engine, scratch_database
+from support.database import world_database
 from support.live_server import ServerProcess, running, spawn_scopegate, wait_ready
-from support.settings import PG_URL, REDIS_URL, SECRET, require_service
-from support.world import build_world_quick
+from support.settings import REDIS_URL, SECRET, require_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("rate_limits_fleet")]
 
@@ -46,16 +43,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
     redis_url = require_service(REDIS_URL, "Redis", "SCOPEGATE_TEST_REDIS_URL")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"{make_url(admin_url).database or 'test'}_sg_rl_{os.getpid()}_{worker}"
-    with scratch_database(admin_url, name) as url:
-        engine = make_engine(url)
-        prepare_engine(engine)
-        with make_sessionmaker(engine)() as session:
-            build_world_quick(session)
-        engine.dispose()
+    with world_database("rl") as (url, _):
         env = {
             "SCOPEGATE_DATABASE_URL": url,
             "SCOPEGATE_SECRET_KEY": SECRET,

@@ -14,13 +14,15 @@ from scopegate.services.keys import KeyRing
 from scopegate.store.db import make_engine, make_sessionmaker
 from scopegate.store.migrate import upgrade
 from scopegate.store.models import Base
-from support.settings import SECRET
+from support.settings import PG_URL, SECRET, require_service
+from support.world import World, build_world_quick
 
 
-def prepare_engine(engine: Engine) -> None:
-    """What ``scopegate migrate`` does: the schema, then the first signing key."""
+def prepare_engine(engine: Engine, secret: str = SECRET) -> None:
+    """What ``scopegate migrate`` does: the schema, then the first signing key (sealed
+    under ``secret``, the servers' ``SCOPEGATE_SECRET_KEY``)."""
     upgrade(engine)
-    KeyRing(make_sessionmaker(engine), SECRET).ensure_active()
+    KeyRing(make_sessionmaker(engine), secret).ensure_active()
 
 
 def truncate_pg(url: str) -> None:
@@ -70,3 +72,22 @@ def statements(engine: Engine) -> Iterator[list[tuple[str, str]]]:
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", seen)
+
+
+@contextmanager
+def world_database(label: str, secret: str = SECRET) -> Iterator[tuple[str, World]]:
+    """For a module's server processes: a scratch PostgreSQL database (named after
+    ``label`` and this test process), migrated, with its first signing key and acme's
+    world (``build_world_quick``); dropped afterwards. ``secret``: the servers'
+    ``SCOPEGATE_SECRET_KEY``. Under CI, no PostgreSQL fails."""
+    admin_url = require_service(PG_URL, "PostgreSQL", "SCOPEGATE_TEST_DATABASE_URL")
+    name = f"{make_url(admin_url).database or 'test'}_sg_{label}_{worker_name()}"
+    with scratch_database(admin_url, name) as url:
+        engine = make_engine(url)
+        try:
+            prepare_engine(engine, secret)
+            with make_sessionmaker(engine)() as session:
+                world = build_world_quick(session)
+        finally:
+            engine.dispose()
+        yield url, world
