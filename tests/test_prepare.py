@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from scopegate.cli.main import app as cli
 from scopegate.runtime.prepare import prepare
-from scopegate.settings import Settings
+from scopegate.services.keys import SecretMismatch
+from scopegate.settings import Settings, get_settings
 from scopegate.store.db import make_engine
 from scopegate.store.models import SigningKey
 from scopegate.web.app import create_app
@@ -82,3 +86,31 @@ def test_the_app_factory_writes_nothing(tmp_path: Path) -> None:
     assert inspect(engine).get_table_names() == []
     engine.dispose()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_process_with_another_secret_is_refused_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet member started with a different SCOPEGATE_SECRET_KEY cannot open the
+    signing keys: ``scopegate migrate`` (and so ``serve``) says so and exits 2, without
+    a traceback and without writing a second key; the app refuses to start."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    _prepare(url)
+    other = "another-secret-" + "x" * 40
+    monkeypatch.setenv("SCOPEGATE_DATABASE_URL", url)
+    monkeypatch.setenv("SCOPEGATE_SECRET_KEY", other)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["migrate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "SCOPEGATE_SECRET_KEY" in result.output
+    assert "Traceback" not in result.output and other not in result.output
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(SigningKey)) == 1
+    engine.dispose()
+    app = create_app(Settings(database_url=url, secret_key=other))
+    with pytest.raises(SecretMismatch), TestClient(app):
+        pass
+    app.state.runtime.engine.dispose()

@@ -21,7 +21,8 @@ from scopegate.cli.units import err, store
 from scopegate.core import scopes as registry
 from scopegate.runtime.prepare import prepare
 from scopegate.services import credentials, directory, issues
-from scopegate.settings import get_settings
+from scopegate.services.keys import SecretMismatch
+from scopegate.settings import Settings, get_settings
 from scopegate.store.db import make_sessionmaker
 
 app = typer.Typer(help="scopegate: least-privilege credentials for agents.", no_args_is_help=True)
@@ -45,11 +46,20 @@ console = Console()
 WORKER_HEALTHCHECK_SECONDS = 30
 
 
+def _prepare(settings: Settings) -> None:
+    """``prepare``, with a wrong server secret told in one line (exit 2), not a trace."""
+    try:
+        prepare(settings)
+    except SecretMismatch as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date and create the first signing key (under a
     lock: concurrent starts do not race)."""
-    prepare(get_settings())
+    _prepare(get_settings())
     console.print("database is up to date")
 
 
@@ -78,7 +88,7 @@ def serve(
         # A session held in one worker's memory is unknown to the others.
         err.print("[red]error:[/red] SCOPEGATE_MCP_PROCESS_SESSIONS needs --workers 1")
         raise typer.Exit(2)
-    prepare(settings)  # before any worker starts, under the start-up lock
+    _prepare(settings)  # before any worker starts, under the start-up lock
     if demo:
         with store(settings) as db:
             logins = seed_demo(db)

@@ -27,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -76,6 +77,17 @@ def derived_key(server_secret: str, purpose: bytes) -> bytes:
                 info=purpose).derive(server_secret.encode())
 
 
+class SecretMismatch(RuntimeError):
+    """The signing keys in the database were sealed under another server secret: this
+    process's ``SCOPEGATE_SECRET_KEY`` differs from the one that created them (in a
+    fleet, every process needs the same). Never served around: it cannot sign."""
+
+    def __init__(self) -> None:
+        super().__init__("the signing keys in the database cannot be opened with this "
+                         "SCOPEGATE_SECRET_KEY: it differs from the one they were created "
+                         "with (every process must use the same secret)")
+
+
 class KeyEncryption:
     """AES-GCM wrapping of private keys under a key derived from the server secret."""
 
@@ -91,7 +103,10 @@ class KeyEncryption:
         return nonce + self._aead.encrypt(nonce, raw, kid.encode())
 
     def open(self, kid: str, sealed: bytes) -> Ed25519PrivateKey:
-        raw = self._aead.decrypt(sealed[:12], sealed[12:], kid.encode())
+        try:
+            raw = self._aead.decrypt(sealed[:12], sealed[12:], kid.encode())
+        except InvalidTag:
+            raise SecretMismatch() from None
         return Ed25519PrivateKey.from_private_bytes(raw)
 
 
