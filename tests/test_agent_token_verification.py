@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 import spec
 from scopegate.core.roles import Role
 from scopegate.services import directory
-from scopegate.services.keys import KeyEncryption, KeyRing
+from scopegate.services.keys import KeyEncryption, KeyRing, SecretMismatch
 from scopegate.store.models import SigningKey, WriteGrant
 from scopegate.store.types import utcnow
 from scopegate.web.app import create_app
@@ -516,10 +515,10 @@ def test_private_keys_are_stored_encrypted(app: FastAPI, db: Session, world: Wor
     opened = KeyEncryption(SECRET).open(active.kid, sealed)
     assert opened.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                 serialization.NoEncryption()) == raw
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretMismatch):
         KeyEncryption(SECRET + "-other").open(active.kid, sealed)
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretMismatch):
         KeyEncryption(SECRET).open("another-kid", sealed)  # the kid is bound as AAD
     # A server started with another secret cannot load the ring.
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretMismatch):
         KeyRing(app.state.runtime.factory, SECRET + "-other").load()

@@ -85,7 +85,8 @@ class SecretMismatch(RuntimeError):
     def __init__(self) -> None:
         super().__init__("the signing keys in the database cannot be opened with this "
                          "SCOPEGATE_SECRET_KEY: it differs from the one they were created "
-                         "with (every process must use the same secret)")
+                         "with (every process must use the same secret), or a key row was "
+                         "altered")
 
 
 class KeyEncryption:
