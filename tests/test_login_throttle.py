@@ -31,7 +31,14 @@ from scopegate.store.counters import (
 )
 from scopegate.store.models import User
 from scopegate.web.app import create_app
-from support.settings import BASE_URL, PASSWORD, REDIS_URL, make_settings, require_service
+from support.settings import (
+    BASE_URL,
+    DEAD_REDIS_URL,
+    PASSWORD,
+    REDIS_URL,
+    make_settings,
+    require_service,
+)
 from support.world import World, password_hash
 
 WINDOW = 60
@@ -42,8 +49,6 @@ WRONG = "not the password"
 OWNER = "owner@acme.test"
 MEMBER = "member@acme.test"
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-#: A loopback port nothing listens on: connecting is refused at once.
-DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
 def budgets(**overrides: object) -> dict[str, object]:
@@ -245,7 +250,7 @@ def test_a_lockout_ends_one_window_after_the_failures_stop(app, client, world: W
 
 
 def test_login_fails_closed_with_503_when_redis_is_unreachable(sqlite_url: str, world: World):
-    app = create_app(make_settings(sqlite_url, redis_url=DEAD_REDIS))
+    app = create_app(make_settings(sqlite_url, redis_url=DEAD_REDIS_URL))
     try:
         with TestClient(app, base_url=BASE_URL) as client:
             response = attempt(client, OWNER, PASSWORD)
@@ -465,7 +470,7 @@ def test_redis_add_does_not_extend_a_window_and_repairs_one_without_expiry():
 
 
 def test_unreachable_redis_is_reported_not_raised_raw():
-    counters = RedisCounters(DEAD_REDIS)
+    counters = RedisCounters(DEAD_REDIS_URL)
     for operation in (lambda: counters.count("k"), lambda: counters.add("k", WINDOW),
                       lambda: counters.subtract("k"), lambda: counters.reset("k")):
         with pytest.raises(CountersUnavailable):

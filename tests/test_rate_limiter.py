@@ -24,6 +24,7 @@ from scopegate.services.rate_limiter import (
 )
 from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
 from support.settings import (
+    DEAD_REDIS_URL,
     REDIS_URL,
     SECRET,
     make_settings,
@@ -33,8 +34,6 @@ from support.settings import (
 A = RateLimitedAction
 LIMIT = 3
 WINDOW = 60
-#: A loopback port nothing listens on: connecting is refused at once.
-DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
 # -- the pure parts ------------------------------------------------------------------------
@@ -173,7 +172,7 @@ def test_keys_are_keyed_hashes_never_the_address_or_account() -> None:
 
 
 def test_unreachable_counters_refuse_every_request_and_are_counted_in_metrics() -> None:
-    limiter = limiter_over(RedisCounters(DEAD_REDIS))
+    limiter = limiter_over(RedisCounters(DEAD_REDIS_URL))
     sample = metrics.RATE_LIMITED.labels(action="agent_mint", reason="unavailable")
     before = sample._value.get()
     for _ in range(3):

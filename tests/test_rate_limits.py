@@ -33,6 +33,7 @@ from support.agent import AGENT_MINT_PATH, approve_via_api
 from support.http import bearer, login
 from support.oauth import authorize_params, decide, pkce, query_of, register
 from support.settings import (
+    DEAD_REDIS_URL,
     OAUTH_BASE_URL,
     PASSWORD,
     REDIS_URL,
@@ -45,8 +46,6 @@ from support.world import World, build_world, user_token
 A = RateLimitedAction
 LIMIT = 3
 WINDOW = 60
-#: A loopback port nothing listens on: connecting is refused at once.
-DEAD_REDIS = "redis://127.0.0.1:1/0"
 ACCOUNTS = ("member", "admin")
 WRONG = "not the password"
 #: Signed in from here; never one of the addresses a test counts.
@@ -264,7 +263,7 @@ def test_an_account_is_refused_once_its_window_is_spent_from_any_address(
 def test_unreachable_counters_answer_503_and_allow_nothing(
         make_site: Callable[..., Site], endpoint: Endpoint) -> None:
     site = make_site(endpoint.action)
-    site.app.state.runtime.rate_limiter.counters = RedisCounters(DEAD_REDIS)
+    site.app.state.runtime.rate_limiter.counters = RedisCounters(DEAD_REDIS_URL)
     tokens_before = site.db.scalar(select(func.count()).select_from(UserToken))
     answer = endpoint.send(site, site.at("203.0.113.20"), "member", 0)
     assert_refused(answer, endpoint.kind, status=503)
@@ -275,7 +274,7 @@ def test_unreachable_counters_answer_503_and_allow_nothing(
 def test_login_with_unreachable_redis_is_503_through_the_settings(
         make_site: Callable[..., Site], sqlite_url: str) -> None:
     site = make_site()
-    app = create_app(make_settings(sqlite_url, base_url=OAUTH_BASE_URL, redis_url=DEAD_REDIS))
+    app = create_app(make_settings(sqlite_url, base_url=OAUTH_BASE_URL, redis_url=DEAD_REDIS_URL))
     try:
         with TestClient(app, base_url=OAUTH_BASE_URL) as client:
             answer = _login(site, client, "member", 0)

@@ -39,3 +39,6 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url, "secret_key": SECRET, "base_url": BASE_URL, **overrides
     }
     return Settings(**values)
+
+#: A Redis URL on a loopback port nothing listens on: every connection is refused at once.
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"

@@ -10,8 +10,6 @@ when the answer is an OAuth error (a replayed code's revocation must stick).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +26,7 @@ from scopegate.services.oauth.server import (
     OAuthRequest,
     OAuthResponse,
 )
+from scopegate.web.oauth.basic_auth import MalformedBasic, basic_pair
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import unit_of_work
 
@@ -70,14 +69,9 @@ async def form_pairs(request: Request) -> list[tuple[str, str]]:
 def _check_basic(authorization: str | None) -> None:
     """HTTP Basic credentials Authlib can decode: base64 of UTF-8 (Authlib lets a
     ``UnicodeDecodeError`` escape, which would be a 500)."""
-    if not authorization or " " not in authorization:
-        return
-    scheme, credentials = authorization.split(None, 1)
-    if scheme.lower() != "basic":
-        return
     try:
-        base64.b64decode(credentials).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        basic_pair(authorization)
+    except MalformedBasic:
         raise BadParameters("The HTTP Basic credentials are malformed.") from None
 
 

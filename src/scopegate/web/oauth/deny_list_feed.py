@@ -19,8 +19,6 @@ polled successfully within it is as fresh as an in-process cache. Any other call
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import time
 from typing import Any
@@ -35,6 +33,7 @@ from scopegate.services.oauth import clients
 from scopegate.services.oauth.metadata_documents import is_metadata_url
 from scopegate.services.oauth.server import AuthorizationServer, OAuthRequest, OAuthResponse
 from scopegate.web.oauth import adapter
+from scopegate.web.oauth.basic_auth import MalformedBasic, basic_pair
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
 
@@ -74,15 +73,14 @@ def _unauthorized(realm: str) -> OAuthResponse:
 def _basic_client_id(headers: Any) -> str | None:
     """The client id of a well-formed HTTP Basic header (UTF-8, ``id:secret``), or
     ``None``: checked here so nothing malformed reaches Authlib's parser."""
-    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "basic" or not credentials or len(credentials) > 1024:
-        return None
     try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        pair = basic_pair(headers.get("authorization"))
+    except MalformedBasic:
         return None
-    client_id, colon, secret = decoded.partition(":")
-    return client_id if colon and client_id and secret else None
+    if pair is None:
+        return None
+    client_id, secret = pair
+    return client_id if client_id and secret else None
 
 
 def _since(request: Request) -> int | None:

@@ -8,8 +8,6 @@ checked here first, so no answer echoes a caller's text.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 from typing import Any
 from urllib.parse import unquote
@@ -26,6 +24,7 @@ from scopegate.services.oauth.server import OAuthJsonRequest
 from scopegate.services.rate_limiter import RateRefused
 from scopegate.web.mcp.front_door import front_door
 from scopegate.web.oauth import adapter
+from scopegate.web.oauth.basic_auth import MalformedBasic, basic_pair
 from scopegate.web.rate_limits import limit_async, oauth_refusal, off_loop
 from scopegate.web.runtime import runtime
 from scopegate.web.transactions import TransactionalRoute
@@ -90,14 +89,13 @@ def _client_id(request: Request, form: dict[str, Any]) -> str | None:
     named = form.get("client_id")
     if isinstance(named, str) and named:
         return named
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        user = base64.b64decode(credentials.strip()).decode("utf-8").partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
+        pair = basic_pair(request.headers.get("authorization"))
+    except MalformedBasic:
         return None
-    return unquote(user) or None
+    if pair is None:
+        return None
+    return unquote(pair[0]) or None
 
 
 @router.post(ENDPOINTS["token_endpoint"], openapi_extra=TOKEN_BODY)
