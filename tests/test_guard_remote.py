@@ -397,8 +397,8 @@ def test_losing_the_server_refuses_within_the_bounds_and_recovers(
     cache = 0.5
     guard = remote.guard(introspection_cache_seconds=cache, timeout_seconds=0.5)
     with TestClient(fastapi_app(guard)) as client:
-        for token in (agent, user):
-            assert client.get(issues(), headers=bearer(token)).status_code == 200
+        for token in (agent, user):  # warm; a loaded machine may miss the 0.5 s once
+            _wait_for_200(client, token, "no 200 within 10 s of the start")
         out = time.monotonic()
         getattr(remote.proxy, how)()
         try:
@@ -418,7 +418,11 @@ def test_losing_the_server_refuses_within_the_bounds_and_recovers(
         assert all(status == 503 for _, _, status in past), past
         assert all(status in (200, 503) for _, _, status in answers), answers
         for token in (agent, user):
-            deadline = time.monotonic() + 10
-            while client.get(issues(), headers=bearer(token)).status_code != 200:
-                assert time.monotonic() < deadline, "no 200 within 10 s of the restore"
-                threading.Event().wait(0.05)
+            _wait_for_200(client, token, "no 200 within 10 s of the restore")
+
+
+def _wait_for_200(client: TestClient, token: str, failure: str) -> None:
+    deadline = time.monotonic() + 10
+    while client.get(issues(), headers=bearer(token)).status_code != 200:
+        assert time.monotonic() < deadline, failure
+        threading.Event().wait(0.05)
