@@ -4,6 +4,7 @@ that cannot be forgotten, last-used times written in the background.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -11,8 +12,9 @@ import anyio.to_thread
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, event, literal, select
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from scopegate.core.changes import Change, Topic
 from scopegate.store.models import UserToken
@@ -88,6 +90,42 @@ def test_a_read_request_writes_nothing_warm_or_cold(
     assert not [s for s in sent if s.lstrip().upper().startswith(WRITES)], sent
 
 
+@contextmanager
+def sqlite_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every statement SQLite itself runs on ``engine``'s connections meanwhile, those
+    the driver and dialect send on their own (``BEGIN``, ``PRAGMA``) included."""
+    ran: list[str] = []
+
+    def trace(dbapi_connection: sqlite3.Connection, *_: object) -> None:
+        dbapi_connection.set_trace_callback(ran.append)
+
+    def untrace(dbapi_connection: sqlite3.Connection, *_: object) -> None:
+        dbapi_connection.set_trace_callback(None)
+
+    event.listen(engine, "checkout", trace)
+    event.listen(engine, "checkin", untrace, insert=True)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "checkout", trace)
+        event.remove(engine, "checkin", untrace)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_warm_read_on_sqlite_runs_its_select_and_no_other_statement(
+    app: FastAPI, client: TestClient, db: Session, world: World
+) -> None:
+    """No ``BEGIN``/``COMMIT`` around a read, and nothing when its connection goes back
+    to the pool (asking SQLAlchemy for ``AUTOCOMMIT`` added a ``PRAGMA read_uncommitted``
+    there: ``store.db.autocommit``)."""
+    token = user_token(db, "member@acme.test", {"event:read"})
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # caches warm
+    with sqlite_statements(app.state.runtime.engine) as ran:
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    requests = [sql for sql in ran if "change_versions" not in sql]  # not the upkeep's poll
+    assert len(requests) == 1 and requests[0].lstrip().startswith("SELECT issues."), ran
+
+
 def test_last_used_is_written_in_the_background_at_most_once_a_minute(
     app: FastAPI, client: TestClient, db: Session, world: World
 ) -> None:
@@ -131,3 +169,42 @@ def test_a_write_route_marked_as_touching_no_database_is_accepted() -> None:
     app = FastAPI()
     app.include_router(router)
     assert TestClient(app).post("/echo").json() == {"ok": "yes"}
+
+
+def test_a_write_route_cannot_take_a_bare_connection() -> None:
+    """A write's changes are announced after its Session commits; a Connection would
+    skip that, so asking for one on a write route fails when the app is built."""
+    router = APIRouter(route_class=TransactionalRoute)
+    with pytest.raises(TypeError, match="Connection is for reads"):
+        @router.post("/sneaky")
+        def sneaky(db: Connection = Depends(get_db)) -> None:
+            return None
+
+
+def test_a_read_route_gets_the_unit_it_declares_and_fastapi_never_solves_get_db(
+    app: FastAPI,
+) -> None:
+    """``db: Connection`` gives an autocommit connection, ``db: Session`` a session;
+    either way the route passes it itself (``get_db`` is only a marker, and a
+    ``Request`` parameter of the endpoint's own is left as the endpoint declared it)."""
+    router = APIRouter(route_class=TransactionalRoute)
+
+    runtime = app.state.runtime
+
+    @router.get("/core")
+    def core(db: Connection = Depends(get_db)) -> dict[str, object]:
+        return {"kind": type(db).__name__, "one": db.execute(select(literal(1))).scalar(),
+                "autocommit": db.engine is runtime.reader}
+
+    @router.get("/orm")
+    def orm(request: Request, db: Session = Depends(get_db)) -> dict[str, object]:
+        return {"kind": type(db).__name__, "path": request.url.path}
+
+    probe = FastAPI()
+    probe.state.runtime = runtime
+    probe.include_router(router)
+    with TestClient(probe) as client:  # were get_db called, it would raise: a 500
+        assert client.get("/core").json() == {"kind": "Connection", "one": 1,
+                                              "autocommit": True}
+        assert client.get("/orm").json() == {"kind": "Session", "path": "/orm"}
+    assert "unit_of_work_request" not in str(probe.openapi())

@@ -47,7 +47,7 @@ from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.settings import Settings
 from scopegate.store.bus import Bus, NullBus, RedisBus
 from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
-from scopegate.store.db import make_engine, make_sessionmaker
+from scopegate.store.db import autocommit, make_engine, make_sessionmaker
 from scopegate.store.models import AuditEvent
 from scopegate.store.outbox import deliver_after_commit
 from scopegate.store.sqlite_writers import SQLiteWriters
@@ -69,7 +69,10 @@ class Runtime:
     engine: Engine
     #: Sessions for work that may write; their committed changes reach ``feed`` and ``bus``.
     factory: sessionmaker[Session]
-    #: Sessions for read-only work: autocommit, so a single-statement read is one round trip.
+    #: ``engine`` for read-only work: autocommit (``store.db.autocommit``), so a
+    #: single-statement read is one round trip.
+    reader: Engine
+    #: Sessions for read-only work, on ``reader``.
     read_factory: sessionmaker[Session]
     feed: ChangeFeed
     bus: Bus
@@ -107,7 +110,7 @@ class Runtime:
             sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
         )
         factory = make_sessionmaker(engine)
-        read_factory = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        reader = autocommit(engine)
         feed = ChangeFeed(settings.cache_seconds)
         bus: Bus = RedisBus(settings.redis_url) if settings.redis_url else NullBus()
         last_used = LastUsed()
@@ -128,7 +131,7 @@ class Runtime:
         ])
         reads_inline = engine.dialect.name == "sqlite"
         scope_usage = ScopeUsageRecorder() if settings.scope_usage_enabled else None
-        gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, engine=engine,
+        gate = Gate(chain=chain, access=AccessCache(feed), feed=feed, reader=reader,
                     realm=settings.realm, resource=settings.api_resource,
                     hints=[AgentApprovalHint(settings.base_url)], inline=reads_inline,
                     usage=scope_usage)
@@ -136,7 +139,8 @@ class Runtime:
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
                               else MemoryCounters())
         runtime = cls(
-            settings=settings, engine=engine, factory=factory, read_factory=read_factory,
+            settings=settings, engine=engine, factory=factory, reader=reader,
+            read_factory=make_sessionmaker(reader),
             feed=feed, bus=bus, keys=keys, deny_list=deny_list, grant_cache=grant_cache,
             agent_tokens=agent_tokens, gate=gate, last_used=last_used,
             scope_usage=scope_usage,
@@ -217,7 +221,7 @@ class Runtime:
 
     def _confirm(self) -> None:
         try:
-            with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            with self.reader.connect() as conn:
                 self.feed.poll(conn)
         except SQLAlchemyError as error:
             log.warning("could not read the change counters: %s", type(error).__name__)

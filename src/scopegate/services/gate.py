@@ -91,7 +91,7 @@ class InsufficientScopeHint(Protocol):
 
 class Gate:
     def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
-                 engine: Engine, realm: str, resource: str,
+                 reader: Engine, realm: str, resource: str,
                  hints: Sequence[InsufficientScopeHint] = (), inline: bool = False,
                  usage: ScopeUsageRecorder | None = None) -> None:
         self.chain = chain
@@ -106,7 +106,8 @@ class Gate:
         self._inline = inline
         #: Counts admitted calls per credential and endpoint; ``None``: not counted.
         self._usage = usage
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        #: Autocommit connections for the misses (``store.db.autocommit``).
+        self._reader = reader
         self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
             SESSION_CACHE_ENTRIES, "web_sessions")
         feed.subscribe(Topic.WEB_SESSION, self.sessions.forget)

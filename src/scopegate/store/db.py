@@ -15,6 +15,9 @@ audit_links.install()
 #: Execution option: open the transaction with ``BEGIN IMMEDIATE`` on SQLite, taking
 #: the write lock up front (SQLite's stand-in for ``SELECT ... FOR UPDATE``).
 SQLITE_IMMEDIATE = "sqlite_immediate"
+#: Execution option: no ``BEGIN`` on SQLite, each statement its own transaction (see
+#: ``autocommit``).
+SQLITE_AUTOCOMMIT = "sqlite_autocommit"
 #: libpq options: give up connecting after 2 s, and on a silent peer after ~5 s.
 POSTGRES_CONNECT_ARGS = {
     "connect_timeout": 2, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
@@ -71,12 +74,27 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         options = connection.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
+        if options.get(SQLITE_AUTOCOMMIT) or options.get("isolation_level") == "AUTOCOMMIT":
             return  # each statement is its own transaction
         if options.get(SQLITE_IMMEDIATE):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+def autocommit(engine: Engine) -> Engine:
+    """``engine`` for read-only work: every statement its own transaction, so a
+    single-statement read is one round trip, with no ``BEGIN``/``COMMIT`` around it.
+
+    On PostgreSQL that is the driver's autocommit mode (an attribute of the connection,
+    set at checkout, no round trip). On SQLite our ``begin`` listener already issues every
+    ``BEGIN``, so it only has to leave it out: asking SQLAlchemy for the ``AUTOCOMMIT``
+    isolation level there would instead run ``PRAGMA read_uncommitted`` each time a
+    connection goes back to the pool (a statement on every read request).
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{SQLITE_AUTOCOMMIT: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

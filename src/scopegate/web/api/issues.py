@@ -6,6 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -68,7 +69,7 @@ def list_issues(
     page: int = Query(default=1, ge=1, le=100_000),
     per_page: int = Query(default=25, ge=1, le=100, alias="perPage"),
     oa: OrgAccess = Depends(Permission(ISSUES)),
-    db: Session = Depends(get_db),
+    db: Connection = Depends(get_db),
 ) -> Response:
     """Newest first. A ``Link: <…>; rel="next"`` header points at the next page."""
     rows, more = issues.issue_page(
@@ -86,7 +87,7 @@ def list_issues(
 def get_issue(
     issue_id: int = Path(ge=1, le=MAX_ID),
     oa: OrgAccess = Depends(Permission(ISSUE)),
-    db: Session = Depends(get_db),
+    db: Connection = Depends(get_db),
 ) -> Response:
     return JSONBytes(issue_json(issues.issue_row(db, oa.org.id, issue_id)))
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -75,7 +76,7 @@ def list_releases(
     page: int = Query(default=1, ge=1, le=100_000),
     per_page: int = Query(default=25, ge=1, le=100, alias="perPage"),
     oa: OrgAccess = Depends(Permission(RELEASES)),
-    db: Session = Depends(get_db),
+    db: Connection = Depends(get_db),
 ) -> Response:
     rows = releases.release_page(db, oa.org.id, offset=(page - 1) * per_page, limit=per_page)
     return JSONBytes(releases_json(rows))
