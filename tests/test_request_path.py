@@ -24,6 +24,7 @@ from support.http import bearer
 from support.world import World, user_token
 
 ISSUES = "/api/0/organizations/acme/issues/"
+RELEASE = "/api/0/organizations/acme/releases/0.0.0-none/"
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -45,23 +46,31 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 BACKGROUND_THREADS = ("scopegate-upkeep", "scopegate-keyring", "scopegate-bus")
 
 
-def test_a_read_hops_once_warm_and_twice_on_a_miss_on_postgresql_and_never_on_sqlite(
+def test_a_warm_read_never_hops_and_a_miss_hops_once_for_the_gate_on_postgresql(
     app: FastAPI, client: TestClient, db: Session, world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # PostgreSQL: the endpoint's unit of work hops to a thread, and a miss adds the
-    # gate's load. SQLite (embedded, no network to wait on): reads run on the loop.
-    per_unit = 0 if app.state.runtime.reads_inline else 1
-    token = user_token(db, "member@acme.test", {"event:read"})
+    """GET issues runs Core statements on a ``Connection``: on the loop on SQLite
+    (embedded, no network to wait on) and through the loop's asyncio connections on
+    PostgreSQL. A miss adds the gate's load: a hop on PostgreSQL, inline on SQLite; a
+    Session read (GET releases/{version}/) hops on PostgreSQL."""
+    runtime = app.state.runtime
+    on_postgresql = not runtime.reads_inline
+    assert (runtime.loop_reader is not None) == on_postgresql  # the lifespan opened it
+    token = user_token(db, "member@acme.test", {"event:read", "project:read"})
     assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # caches warm
     with thread_hops(monkeypatch) as hops:
         assert client.get(ISSUES, headers=bearer(token)).status_code == 200
-    assert len(hops) == per_unit, hops  # the endpoint's unit of work, nothing else
+    assert hops == [], hops
 
-    app.state.runtime.feed.apply([Change(topic) for topic in Topic])
+    runtime.feed.apply([Change(topic) for topic in Topic])
     with thread_hops(monkeypatch) as hops:
         assert client.get(ISSUES, headers=bearer(token)).status_code == 200
-    assert len(hops) == 2 * per_unit, hops  # the gate's load, then the endpoint
+    assert len(hops) == (1 if on_postgresql else 0), hops  # the gate's load
+
+    with thread_hops(monkeypatch) as hops:
+        assert client.get(RELEASE, headers=bearer(token)).status_code == 404
+    assert hops == (["run_unit"] if on_postgresql else []), hops
 
 
 def test_a_write_always_runs_in_one_worker_thread(

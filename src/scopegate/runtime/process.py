@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.core.changes import Change
@@ -47,7 +48,7 @@ from scopegate.services.scope_usage import ScopeUsageRecorder
 from scopegate.settings import Settings
 from scopegate.store.bus import Bus, NullBus, RedisBus
 from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
-from scopegate.store.db import autocommit, make_engine, make_sessionmaker
+from scopegate.store.db import autocommit, make_engine, make_loop_reader, make_sessionmaker
 from scopegate.store.models import AuditEvent
 from scopegate.store.outbox import deliver_after_commit
 from scopegate.store.sqlite_writers import SQLiteWriters
@@ -98,6 +99,10 @@ class Runtime:
     #: Reads run on the event loop, not in a worker thread: an embedded SQLite database
     #: (no network round trip to wait on). PostgreSQL reads hop to a thread.
     reads_inline: bool = False
+    #: PostgreSQL: autocommit connections on the event loop for Core-only reads
+    #: (``store.db.make_loop_reader``), while the app's lifespan runs; ``None``: those
+    #: reads hop to a worker thread like the rest.
+    loop_reader: AsyncEngine | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
 
@@ -181,6 +186,19 @@ class Runtime:
         self._upkeep = threading.Thread(target=self._run_upkeep, name="scopegate-upkeep",
                                         daemon=True)
         self._upkeep.start()
+
+    async def open_loop_reader(self) -> None:
+        """Make ``loop_reader`` in the running event loop (the lifespan's)."""
+        if self.loop_reader is None:
+            self.loop_reader = make_loop_reader(
+                self.settings.database_url, pool_size=self.settings.worker_threads,
+                pool_timeout=self.settings.db_pool_timeout_seconds)
+
+    async def close_loop_reader(self) -> None:
+        """Close ``loop_reader``'s connections in the loop they belong to."""
+        reader, self.loop_reader = self.loop_reader, None
+        if reader is not None:
+            await reader.dispose()
 
     def stop(self) -> None:
         """Stop the background work, write what is pending, give connections back."""

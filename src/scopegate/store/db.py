@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.store import audit_links
@@ -95,6 +96,25 @@ def autocommit(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(**{SQLITE_AUTOCOMMIT: True})
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def make_loop_reader(url: str, *, pool_size: int, pool_timeout: float) -> AsyncEngine | None:
+    """An autocommit engine for reads run on the event loop, on PostgreSQL with psycopg:
+    the read waits for its round trip without a worker thread (no hop, no contention for
+    the GIL with the loop). ``None`` elsewhere: SQLite reads already run on the loop (no
+    network to wait on), and other drivers' reads hop to a thread.
+
+    Its connections belong to the event loop that opened them, so the app's lifespan
+    makes it and disposes of it (``Runtime.open_loop_reader``).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":
+        return None
+    return create_async_engine(
+        parsed.set(drivername="postgresql+psycopg_async"), isolation_level="AUTOCOMMIT",
+        pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout,
+        connect_args=dict(POSTGRES_CONNECT_ARGS),
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

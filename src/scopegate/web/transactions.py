@@ -15,6 +15,10 @@ free thread. So:
   write lock up front (``BEGIN IMMEDIATE``: a deferred transaction that reads then
   writes fails once another writer has committed); a read unit runs on an autocommit
   connection, so a single-statement read costs one round trip.
+* A read that runs only Core statements may ask for a ``Connection`` instead of a
+  ``Session``; on PostgreSQL it then runs on the event loop too, through an asyncio
+  psycopg connection (``Runtime.loop_reader``), so a warm Core read makes no hop there
+  either.
 * ``TransactionalRoute`` turns a sync endpoint that declares ``db: Session =
   Depends(get_db)`` into an async endpoint that runs its whole body as one unit of work.
   Its dependencies (the gate) are async and decide from memory, and the async endpoint
@@ -100,6 +104,11 @@ async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
     (``Runtime.reads_inline``)."""
     if not writes and rt.reads_inline:
         return run_unit(rt, work, writes, on_connection)
+    if on_connection and rt.loop_reader is not None and not writes:
+        # PostgreSQL: the round trip is awaited on the loop (SQLAlchemy runs ``work`` in a
+        # greenlet whose I/O is asyncio's): no hop.
+        async with rt.loop_reader.connect() as conn:
+            return await conn.run_sync(work)
     return await anyio.to_thread.run_sync(run_unit, rt, work, writes, on_connection)
 
 
