@@ -22,7 +22,10 @@ SECRET = "bench-secret-not-for-production-0123456789abcdef"
 
 
 def settings_for(url: str, base_url: str = f"http://{HOST}") -> Settings:
-    return Settings(database_url=url, secret_key=SECRET, base_url=base_url, log_level="WARNING")
+    """The benches measure the work, not the limits: rate limits off (300 mints a
+    minute per parent credential would stop ``bench/authz.py``'s cold-token case)."""
+    return Settings(database_url=url, secret_key=SECRET, base_url=base_url, log_level="WARNING",
+                    rate_limits_enabled=False)
 
 
 @contextmanager
