@@ -97,7 +97,8 @@ class Runtime:
     #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
     sqlite_writers: SQLiteWriters | None = None
     #: Reads run on the event loop, not in a worker thread: an embedded SQLite database
-    #: (no network round trip to wait on). PostgreSQL reads hop to a thread.
+    #: (no network round trip to wait on). PostgreSQL reads hop to a thread, except the
+    #: Core-only ones ``loop_reader`` awaits.
     reads_inline: bool = False
     #: PostgreSQL: autocommit connections on the event loop for Core-only reads
     #: (``store.db.make_loop_reader``), while the app's lifespan runs; ``None``: those
