@@ -12,19 +12,24 @@ import anyio.to_thread
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, event, literal, select
+from sqlalchemy import Connection, event, literal, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from scopegate.core.changes import Change, Topic
+from scopegate.runtime.process import Runtime
+from scopegate.settings import Settings
 from scopegate.store.models import UserToken
+from scopegate.web.app import create_app
 from scopegate.web.transactions import TransactionalRoute, get_db, writes_nothing
 from support.database import statements
 from support.http import bearer
+from support.settings import BASE_URL
 from support.world import World, user_token
 
 ISSUES = "/api/0/organizations/acme/issues/"
 RELEASE = "/api/0/organizations/acme/releases/0.0.0-none/"
+MISSING_ISSUE = 2**31 - 1
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -100,10 +105,12 @@ def test_a_read_request_writes_nothing_warm_or_cold(
 
 
 @contextmanager
-def sqlite_statements(engine: Engine) -> Iterator[list[str]]:
-    """Every statement SQLite itself runs on ``engine``'s connections meanwhile, those
-    the driver and dialect send on their own (``BEGIN``, ``PRAGMA``) included."""
+def sqlite_statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every statement SQLite itself runs meanwhile on the runtime's connections (those
+    checked out and the loop's own), those the driver and dialect send on their own
+    (``BEGIN``, ``PRAGMA``) included."""
     ran: list[str] = []
+    engine = runtime.engine
 
     def trace(dbapi_connection: sqlite3.Connection, *_: object) -> None:
         dbapi_connection.set_trace_callback(ran.append)
@@ -111,6 +118,10 @@ def sqlite_statements(engine: Engine) -> Iterator[list[str]]:
     def untrace(dbapi_connection: sqlite3.Connection, *_: object) -> None:
         dbapi_connection.set_trace_callback(None)
 
+    held = runtime.loop_connection
+    held_dbapi = held.connection.dbapi_connection if held is not None else None
+    if held_dbapi is not None:
+        trace(held_dbapi)
     event.listen(engine, "checkout", trace)
     event.listen(engine, "checkin", untrace, insert=True)
     try:
@@ -118,6 +129,8 @@ def sqlite_statements(engine: Engine) -> Iterator[list[str]]:
     finally:
         event.remove(engine, "checkout", trace)
         event.remove(engine, "checkin", untrace)
+        if held_dbapi is not None:
+            untrace(held_dbapi)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -129,10 +142,34 @@ def test_a_warm_read_on_sqlite_runs_its_select_and_no_other_statement(
     there: ``store.db.autocommit``)."""
     token = user_token(db, "member@acme.test", {"event:read"})
     assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # caches warm
-    with sqlite_statements(app.state.runtime.engine) as ran:
+    with sqlite_statements(app.state.runtime) as ran:
         assert client.get(ISSUES, headers=bearer(token)).status_code == 200
     requests = [sql for sql in ran if "change_versions" not in sql]  # not the upkeep's poll
     assert len(requests) == 1 and requests[0].lstrip().startswith("SELECT issues."), ran
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_warm_sqlite_reads_use_the_loops_own_connection_and_give_it_back_at_the_end(
+    settings: Settings, db: Session, world: World
+) -> None:
+    """Checked out once by the lifespan, not per request; a read that ends in a 404 leaves
+    it usable; the end of the lifespan returns it to the pool."""
+    app = create_app(settings)
+    runtime = app.state.runtime
+    token = user_token(db, "member@acme.test", {"event:read"})
+    checkouts: list[object] = []
+    event.listen(runtime.engine, "checkout", lambda *_: checkouts.append(1))
+    with TestClient(app, base_url=BASE_URL) as client:
+        held = runtime.loop_connection
+        assert held is not None and not held.closed
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200  # caches warm
+        checkouts.clear()
+        assert client.get(f"{ISSUES}{MISSING_ISSUE}/", headers=bearer(token)).status_code == 404
+        assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+        assert checkouts == [] and runtime.loop_connection is held
+    assert runtime.loop_connection is None and held.closed
+    assert runtime.engine.pool.checkedout() == 0
+    runtime.engine.dispose()
 
 
 def test_last_used_is_written_in_the_background_at_most_once_a_minute(

@@ -105,7 +105,7 @@ def make_loop_reader(url: str, *, pool_size: int, pool_timeout: float) -> AsyncE
     network to wait on), and other drivers' reads hop to a thread.
 
     Its connections belong to the event loop that opened them, so the app's lifespan
-    makes it and disposes of it (``Runtime.open_loop_reader``).
+    makes it and disposes of it (``Runtime.open_loop_readers``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":

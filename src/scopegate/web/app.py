@@ -54,12 +54,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rt.size_thread_pool()
         await run_in_threadpool(rt.start)
-        await rt.open_loop_reader()
+        await rt.open_loop_readers()
         try:
             async with front_door.running():
                 yield
         finally:
-            await rt.close_loop_reader()
+            await rt.close_loop_readers()
             await run_in_threadpool(rt.stop)
 
     app = FastAPI(

@@ -18,7 +18,8 @@ free thread. So:
 * A read that runs only Core statements may ask for a ``Connection`` instead of a
   ``Session``; on PostgreSQL it then runs on the event loop too, through an asyncio
   psycopg connection (``Runtime.loop_reader``), so a warm Core read makes no hop there
-  either.
+  either; on SQLite it uses the loop's own connection (``Runtime.loop_connection``), so
+  it checks nothing out of the pool.
 * ``TransactionalRoute`` turns a sync endpoint that declares ``db: Session =
   Depends(get_db)`` into an async endpoint that runs its whole body as one unit of work.
   Its dependencies (the gate) are async and decide from memory, and the async endpoint
@@ -44,6 +45,7 @@ import anyio.to_thread
 from fastapi import params
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -74,6 +76,9 @@ def run_unit(rt: Runtime, work: Callable[[Any], T], writes: bool,
     if on_connection:
         if writes:
             raise ValueError("a unit of work that writes runs in a Session")
+        held = rt.loop_connection_here()
+        if held is not None:
+            return _run_on_held(rt, held, work)
         with rt.reader.connect() as conn:
             return work(conn)
     if writes and rt.sqlite_writers is not None:
@@ -95,6 +100,19 @@ def _run_session(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:
         raise
     finally:
         session.close()
+
+
+def _run_on_held(rt: Runtime, conn: Connection, work: Callable[[Connection], T]) -> T:
+    """``work`` on the loop's own SQLite connection; SQLAlchemy's transaction is ended
+    after it (no ``BEGIN`` was sent: ``store.db.autocommit``), and a connection that
+    cannot even do that is given up."""
+    try:
+        return work(conn)
+    finally:
+        try:
+            conn.rollback()
+        except SQLAlchemyError:
+            rt.drop_loop_connection()
 
 
 async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
