@@ -172,6 +172,23 @@ def test_warm_sqlite_reads_use_the_loops_own_connection_and_give_it_back_at_the_
     runtime.engine.dispose()
 
 
+def test_a_second_lifespan_on_one_runtime_leaves_the_loops_readers_to_the_first(
+    app: FastAPI, client: TestClient, db: Session, world: World
+) -> None:
+    """The loop's connection and the loop reader belong to the loop that opened them: a
+    second app lifespan in another thread's loop reads through the pool and, ending,
+    closes neither."""
+    runtime = app.state.runtime
+    token = user_token(db, "member@acme.test", {"event:read"})
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+    first = (runtime.loop_reader, runtime.loop_connection)
+    assert first != (None, None)
+    with TestClient(app, base_url=BASE_URL) as second:
+        assert second.get(ISSUES, headers=bearer(token)).status_code == 200
+    assert (runtime.loop_reader, runtime.loop_connection) == first
+    assert client.get(ISSUES, headers=bearer(token)).status_code == 200
+
+
 def test_last_used_is_written_in_the_background_at_most_once_a_minute(
     app: FastAPI, client: TestClient, db: Session, world: World
 ) -> None:

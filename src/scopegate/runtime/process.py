@@ -197,20 +197,23 @@ class Runtime:
         """In the running event loop (the lifespan's): make ``loop_reader`` (PostgreSQL)
         or check out ``loop_connection`` (SQLite). A second lifespan on this runtime in
         another thread's loop leaves them to the first and uses the pool."""
+        if self._loop_thread is not None:
+            return
+        self._loop_thread = threading.get_ident()
         if self.reads_inline:
-            if self.loop_connection is None:
-                self.loop_connection = self.reader.connect()
-                self._loop_thread = threading.get_ident()
-        elif self.loop_reader is None:
+            self.loop_connection = self.reader.connect()
+        else:
             self.loop_reader = make_loop_reader(
                 self.settings.database_url, pool_size=self.settings.worker_threads,
                 pool_timeout=self.settings.db_pool_timeout_seconds)
 
     async def close_loop_readers(self) -> None:
         """Give back what ``open_loop_readers`` took, in the loop it belongs to."""
-        if self._loop_thread == threading.get_ident():
-            self.drop_loop_connection()
+        if self._loop_thread != threading.get_ident():
+            return
+        self.drop_loop_connection()
         reader, self.loop_reader = self.loop_reader, None
+        self._loop_thread = None
         if reader is not None:
             await reader.dispose()
 
@@ -222,10 +225,17 @@ class Runtime:
             return self.loop_connection
         return None
 
+    def loop_reader_here(self) -> AsyncEngine | None:
+        """``loop_reader`` when called in the loop that opened it (its connections
+        belong to that loop), else ``None``."""
+        if self._loop_thread == threading.get_ident():
+            return self.loop_reader
+        return None
+
     def drop_loop_connection(self) -> None:
         """Give ``loop_connection`` back (at the end of the lifespan, or when a failure
         left it unusable: inline reads then check connections out of the pool)."""
-        conn, self.loop_connection, self._loop_thread = self.loop_connection, None, None
+        conn, self.loop_connection = self.loop_connection, None
         if conn is not None:
             try:
                 conn.close()

@@ -122,10 +122,11 @@ async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
     (``Runtime.reads_inline``)."""
     if not writes and rt.reads_inline:
         return run_unit(rt, work, writes, on_connection)
-    if on_connection and rt.loop_reader is not None and not writes:
+    loop_reader = rt.loop_reader_here() if on_connection and not writes else None
+    if loop_reader is not None:
         # PostgreSQL: the round trip is awaited on the loop (SQLAlchemy runs ``work`` in a
         # greenlet whose I/O is asyncio's): no hop.
-        async with rt.loop_reader.connect() as conn:
+        async with loop_reader.connect() as conn:
             return await conn.run_sync(work)
     return await anyio.to_thread.run_sync(run_unit, rt, work, writes, on_connection)
 
