@@ -1,10 +1,12 @@
 """Two OS processes appending to the same audit chain at once leave one valid chain.
 
 Each process writes through the services (``audit.record`` in a transaction of its own,
-and ``audit.write_events`` batches, as the request path does for denials), starting
-together at a barrier. Afterwards ``scopegate audit verify`` finds the chain intact and
-its seqs run 1..N with no gap and no repeat; the two writers' events interleave, so the
-writes really did overlap.
+and ``audit.write_events`` batches, as the request path does for denials), the two
+starting every round together at a barrier, so each round's writes race for the chain's
+head (left to themselves, one SQLite writer could take the lock for all its rounds while
+the other's busy handler slept, and nothing would overlap). Afterwards ``scopegate audit
+verify`` finds the chain intact and its seqs run 1..N with no gap and no repeat; the two
+writers' events interleave, so the writes really did overlap.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ START_TIMEOUT = 60
 def _writer(url: str, label: str, org_id: int, barrier: Barrier) -> None:
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
-    barrier.wait(timeout=START_TIMEOUT)
     for n in range(ROUNDS):
+        barrier.wait(timeout=START_TIMEOUT)
         if n % 3 == 2:
             audit.write_events(factory, [
                 audit.event(audit.Event.CHALLENGE, org_id=org_id, user_id=None,
