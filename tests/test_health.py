@@ -16,8 +16,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import text
 
+from scopegate.settings import Settings
 from scopegate.store.db import make_engine
 from scopegate.store.migrate import alembic_config
 from scopegate.web.app import create_app
@@ -31,6 +33,15 @@ SECURITY_HEADERS = ("x-frame-options", "x-content-type-options", "content-securi
 def _client(app: FastAPI) -> TestClient:
     """A client without the lifespan: readiness must answer without a started runtime."""
     return TestClient(app, base_url=BASE_URL)
+
+
+def _readyz(settings: Settings) -> Response:
+    """``GET /readyz`` of a fresh app on ``settings``, its engine disposed afterwards."""
+    app = create_app(settings)
+    try:
+        return _client(app).get("/readyz")
+    finally:
+        app.state.runtime.engine.dispose()
 
 
 @pytest.fixture
@@ -57,11 +68,7 @@ def test_healthz_touches_no_dependency(tmp_path: Path) -> None:
 
 def test_readyz_is_ready_on_the_test_database_and_redis(database_url: str,
                                                         redis_url: str) -> None:
-    app = create_app(make_settings(database_url, redis_url=redis_url))
-    try:
-        response = _client(app).get("/readyz")
-    finally:
-        app.state.runtime.engine.dispose()
+    response = _readyz(make_settings(database_url, redis_url=redis_url))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
@@ -78,8 +85,7 @@ def test_readyz_without_redis_configured_checks_only_the_database(client: TestCl
 
 
 def test_readyz_is_503_naming_redis_when_redis_is_out_of_reach(sqlite_url: str) -> None:
-    app = create_app(make_settings(sqlite_url, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
-    response = _client(app).get("/readyz")
+    response = _readyz(make_settings(sqlite_url, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"].isdigit()
     body = response.json()
@@ -91,8 +97,7 @@ def test_readyz_is_503_naming_redis_when_redis_is_out_of_reach(sqlite_url: str) 
 
 def test_readyz_is_503_naming_the_database_when_it_is_out_of_reach() -> None:
     url = f"postgresql+psycopg://postgres:hunter2@127.0.0.1:{free_port()}/scopegate"
-    app = create_app(make_settings(url))
-    response = _client(app).get("/readyz")
+    response = _readyz(make_settings(url))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"].isdigit()
     body = response.json()
@@ -120,11 +125,7 @@ def one_migration_behind(tmp_path: Path, sqlite_template: Path) -> Iterator[str]
 
 
 def test_readyz_is_503_when_migrations_are_not_at_head(one_migration_behind: str) -> None:
-    app = create_app(make_settings(one_migration_behind))
-    try:
-        response = _client(app).get("/readyz")
-    finally:
-        app.state.runtime.engine.dispose()
+    response = _readyz(make_settings(one_migration_behind))
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["failed"] == ["migrations"]
@@ -144,11 +145,7 @@ def test_readyz_stays_ready_when_a_newer_version_migrated_the_database(
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedcafe'"))
     engine.dispose()
-    app = create_app(make_settings(f"sqlite:///{path}"))
-    try:
-        response = _client(app).get("/readyz")
-    finally:
-        app.state.runtime.engine.dispose()
+    response = _readyz(make_settings(f"sqlite:///{path}"))
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["migrations"]["detail"].startswith("ahead: f00dfeedcafe")
 

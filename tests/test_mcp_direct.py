@@ -20,13 +20,9 @@ from scopegate.store.oauth_models import OAuthToken
 from scopegate.store.types import utcnow
 from support.documents import MetadataDocumentServer
 from support.live_server import live_world
-from support.mcp_client import Person, bearer_client
+from support.mcp_client import Person, approve_from_tool_error, bearer_client, tool_text
 from support.oauth import access_token, register
 from support.world import World
-
-
-def _text(result: object) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -47,13 +43,13 @@ def test_an_mcp_client_logs_in_lists_tools_reads_and_writes_after_approval(
                                  "update_issue", "create_release"}
                 found = await client.call_tool("find_issues", {
                     "organizationSlug": "acme", "limit": 5})
-                assert not found.is_error, _text(found)
-                assert "Issue 0" in _text(found)
+                assert not found.is_error, tool_text(found)
+                assert "Issue 0" in tool_text(found)
                 assert len(found.structured_content["issues"]) == 3
                 updated = await client.call_tool("update_issue", {
                     "organizationSlug": "acme", "issueId": world.issue_ids[0],
                     "status": "resolved"})
-                assert not updated.is_error, _text(updated)
+                assert not updated.is_error, tool_text(updated)
                 assert updated.structured_content["issue"]["status"] == "resolved"
 
         anyio.run(session)
@@ -79,15 +75,9 @@ def test_a_client_without_url_elicitation_gets_the_approval_url_then_the_retry_s
 
         async def session() -> None:
             async with person.client(mcp_url, person.oauth(mcp_url), elicit=False) as client:
-                refused = await client.call_tool("update_issue", arguments)
-                assert refused.is_error
-                text = _text(refused)
-                assert "retry" in text
-                url = text.split("Open ", 1)[1].split(" ", 1)[0]
-                assert url.startswith(server.base_url + "/organizations/acme/agent/approve?")
-                await anyio.to_thread.run_sync(person.approve, url)
-                retried = await client.call_tool("update_issue", arguments)
-                assert not retried.is_error, _text(retried)
+                retried = await approve_from_tool_error(client, person, "update_issue",
+                                                        arguments, server.base_url)
+                assert not retried.is_error, tool_text(retried)
                 assert retried.structured_content["issue"]["status"] == "ignored"
 
         anyio.run(session)
@@ -115,8 +105,8 @@ def test_the_client_refreshes_after_the_access_token_expires(database_url: str) 
                 runtime.announce([Change(Topic.CREDENTIAL, digest)])
                 auth.context.token_expiry_time = time.time() - 1
                 answer = await client.call_tool("whoami", {})
-                assert not answer.is_error, _text(answer)
-                assert "member@acme.test" in _text(answer)
+                assert not answer.is_error, tool_text(answer)
+                assert "member@acme.test" in tool_text(answer)
                 second = person.storage.tokens
                 assert second is not None
                 assert second.access_token != first.access_token
@@ -144,7 +134,7 @@ def test_a_capability_not_granted_has_no_tools(database_url: str) -> None:
                     "organizationSlug": "acme", "issueId": world.issue_ids[0],
                     "status": "resolved"})
                 assert hidden.is_error
-                assert "Unknown tool" in _text(hidden)
+                assert "Unknown tool" in tool_text(hidden)
 
         anyio.run(session)
         with server.app.state.runtime.factory() as db:
@@ -181,11 +171,11 @@ def test_hostile_region_urls_are_tool_errors_and_send_nothing(database_url: str)
                     answer = await client.call_tool("find_issues", {
                         "organizationSlug": "acme", "regionUrl": region})
                     assert answer.is_error, region
-                    assert "regionUrl refused" in _text(answer), region
-                    assert "evil" not in _text(answer)
+                    assert "regionUrl refused" in tool_text(answer), region
+                    assert "evil" not in tool_text(answer)
                 assert sent == []
                 fine = await client.call_tool("find_issues", {"organizationSlug": "acme"})
-                assert not fine.is_error, _text(fine)
+                assert not fine.is_error, tool_text(fine)
                 assert sent == [server.url("/api/0/")]
 
         anyio.run(session)
@@ -207,7 +197,7 @@ def test_an_mcp_client_identified_by_a_metadata_document(
                 auth = person.oauth(mcp_url, redirect, client_metadata_url=url)
                 async with person.client(mcp_url, auth) as client:
                     found = await client.call_tool("find_projects", {"organizationSlug": "acme"})
-                    assert not found.is_error, _text(found)
+                    assert not found.is_error, tool_text(found)
 
             anyio.run(session)
             assert person.storage.client_info is not None

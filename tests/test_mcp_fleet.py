@@ -32,7 +32,7 @@ from scopegate.store.models import Issue
 from support.database import world_database
 from support.http import login
 from support.live_server import ServerProcess, free_port, scopegate_env, spawn, wait_ready
-from support.mcp_client import MemoryTokens, Person
+from support.mcp_client import MemoryTokens, Person, approve_from_tool_error, tool_text
 from support.oauth import REDIRECT_URI, decide, pkce, query_of, register
 from support.settings import REDIS_URL, SECRET, require_service
 from support.world import World
@@ -192,10 +192,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 server.stop()
 
 
-def _text(result: object) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)  # type: ignore[attr-defined]
-
-
 def _issue_status(fleet: Fleet, issue_id: int) -> str | None:
     engine = make_engine(fleet.database_url)
     try:
@@ -223,15 +219,11 @@ def test_an_older_client_initializes_at_one_process_and_calls_tools_at_the_other
                 assert names == ALL_TOOLS
                 found = await client.call_tool("find_issues", {
                     "organizationSlug": "acme", "limit": 5})
-                assert not found.is_error, _text(found)
+                assert not found.is_error, tool_text(found)
                 assert len(found.structured_content["issues"]) == 3
-            refused = await client.call_tool("update_issue", arguments)
-            assert refused.is_error
-            url = _text(refused).split("Open ", 1)[1].split(" ", 1)[0]
-            assert url.startswith(BASE_URL + "/organizations/acme/agent/approve?")
-            await anyio.to_thread.run_sync(person.approve, url)
-            retried = await client.call_tool("update_issue", arguments)
-            assert not retried.is_error, _text(retried)
+            retried = await approve_from_tool_error(client, person, "update_issue",
+                                                    arguments, BASE_URL)
+            assert not retried.is_error, tool_text(retried)
             assert retried.structured_content["issue"]["status"] == "resolved"
 
     anyio.run(session)
@@ -258,10 +250,10 @@ def test_a_newer_client_alternates_between_processes_and_approves_inside_the_cha
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert names == ALL_TOOLS
             who = await client.call_tool("whoami", {})
-            assert not who.is_error and "member@acme.test" in _text(who)
+            assert not who.is_error and "member@acme.test" in tool_text(who)
             updated = await client.call_tool("update_issue", {
                 "organizationSlug": "acme", "issueId": issue, "status": "ignored"})
-            assert not updated.is_error, _text(updated)
+            assert not updated.is_error, tool_text(updated)
             assert updated.structured_content["issue"]["status"] == "ignored"
 
     anyio.run(session)

@@ -26,7 +26,7 @@ from scopegate.store.models import Issue
 from scopegate.store.oauth_models import OAuthGrant, OAuthToken
 from support.documents import MetadataDocumentServer
 from support.front_door import Pair, proxy_pair
-from support.mcp_client import _HIDDEN, ProxyPerson, continue_url
+from support.mcp_client import _HIDDEN, ProxyPerson, continue_url, tool_text
 from support.oauth import decide, pkce
 from support.settings import SECRET
 from support.world import World
@@ -36,10 +36,6 @@ _INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {},
     "clientInfo": {"name": "probe", "version": "1"}}}
 _STREAMABLE = {"Accept": "application/json, text/event-stream"}
-
-
-def _text(result: object) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)  # type: ignore[attr-defined]
 
 
 def _dump(url: str) -> bytes:
@@ -83,16 +79,16 @@ def test_an_mcp_client_signs_in_upstream_through_the_front_door_and_acts_after_a
                 assert "update_issue" in names and "find_issues" in names
                 assert "create_release" not in names  # releases was not chosen
                 found = await client.call_tool("find_issues", {"organizationSlug": "acme"})
-                assert not found.is_error, _text(found)
-                assert "Issue 0" in _text(found)
+                assert not found.is_error, tool_text(found)
+                assert "Issue 0" in tool_text(found)
                 orgs = await client.call_tool("find_organizations", {})
-                assert "acme" in _text(orgs)
+                assert "acme" in tool_text(orgs)
                 me = await client.call_tool("whoami", {})
-                assert "member@acme.test" in _text(me), _text(me)  # asked upstream
+                assert "member@acme.test" in tool_text(me), tool_text(me)  # asked upstream
                 updated = await client.call_tool("update_issue", {
                     "organizationSlug": "acme", "issueId": pair.world.issue_ids[2],
                     "status": "resolved"})
-                assert not updated.is_error, _text(updated)
+                assert not updated.is_error, tool_text(updated)
 
         anyio.run(session)
         assert person.approval_pages == 1
@@ -140,7 +136,7 @@ def test_refresh_rotates_the_front_door_tokens_and_the_upstream_ones(
                 before = _upstream_tokens(pair.front_db, first.access_token)
                 auth.context.token_expiry_time = time.time() - 1  # time passes
                 again = await client.call_tool("find_projects", {"organizationSlug": "acme"})
-                assert not again.is_error, _text(again)
+                assert not again.is_error, tool_text(again)
                 second = person.storage.tokens
                 assert second.access_token != first.access_token
                 assert second.refresh_token != first.refresh_token
@@ -175,7 +171,7 @@ def test_an_upstream_grant_revoked_ends_the_front_door_grant(
                 # The refresh fails upstream for good: the grant is revoked, and the client
                 # signs in again (this browser approved it before: no approval page).
                 answer = await client.call_tool("whoami", {})
-                assert not answer.is_error, _text(answer)
+                assert not answer.is_error, tool_text(answer)
                 refused = httpx.post(pair.mcp_url, json=_INITIALIZE, headers={
                     "Authorization": f"Bearer {old}", **_STREAMABLE})
                 assert refused.status_code == 401
@@ -381,7 +377,7 @@ def test_a_client_identified_by_a_metadata_document_signs_in_through_the_front_d
                     names = {tool.name for tool in (await client.list_tools()).tools}
                     assert "update_issue" not in names and "create_release" not in names
                     found = await client.call_tool("find_releases", {"organizationSlug": "acme"})
-                    assert not found.is_error, _text(found)
+                    assert not found.is_error, tool_text(found)
 
             anyio.run(session)
             assert person.storage.client_info.client_id == documents.url  # type: ignore[union-attr]

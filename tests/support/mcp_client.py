@@ -132,6 +132,25 @@ class Person:
             yield client
 
 
+def tool_text(result: object) -> str:
+    """The text blocks of a tool result, joined."""
+    return "\n".join(getattr(block, "text", "") for block in result.content)  # type: ignore[attr-defined]
+
+
+async def approve_from_tool_error(client: Client, person: Person, tool: str,
+                                  arguments: dict[str, Any], base_url: str) -> Any:
+    """A write refused with its approval link in the tool error (a client without URL
+    elicitation): the person approves at that link, and the retry's result is returned."""
+    refused = await client.call_tool(tool, arguments)
+    assert refused.is_error
+    text = tool_text(refused)
+    assert "retry" in text
+    url = text.split("Open ", 1)[1].split(" ", 1)[0]
+    assert url.startswith(base_url + "/organizations/acme/agent/approve?")
+    await anyio.to_thread.run_sync(person.approve, url)
+    return await client.call_tool(tool, arguments)
+
+
 @asynccontextmanager
 async def bearer_client(mcp_url: str, token: str) -> AsyncIterator[Client]:
     """The official client presenting a fixed bearer token (no OAuth flow)."""
