@@ -38,8 +38,8 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 from fastapi import params
@@ -48,9 +48,11 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
+from starlette.responses import Response
 
 from scopegate.runtime.process import Runtime
 from scopegate.store.db import SQLITE_IMMEDIATE
+from scopegate.web.compiled_handler import compiled_handler
 from scopegate.web.runtime import runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -212,7 +214,12 @@ def writes_nothing(endpoint: Callable[..., T]) -> Callable[..., T]:
 
 
 class TransactionalRoute(APIRoute):
-    """An ``APIRoute`` whose endpoint is one unit of work (see module docstring)."""
+    """An ``APIRoute`` whose endpoint is one unit of work (see module docstring), and
+    whose handler is compiled when its dependencies allow (``web/compiled_handler.py``).
+    """
+
+    #: ``False`` keeps FastAPI's own handler on every route built after (tests compare).
+    compile_handlers: ClassVar[bool] = True
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {m.upper() for m in (kwargs.get("methods") or ("GET",))}
@@ -220,3 +227,9 @@ class TransactionalRoute(APIRoute):
             path, as_unit_of_work(endpoint, path=path, writes=not methods <= SAFE_METHODS),
             **kwargs,
         )
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not self.compile_handlers:
+            return handler
+        return compiled_handler(self, handler) or handler
