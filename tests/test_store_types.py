@@ -34,6 +34,28 @@ def test_a_utc_datetime_reads_back_aware_in_utc_and_none_as_none(database_url: s
         engine.dispose()
 
 
+def test_a_utc_datetime_reads_other_spellings_of_sqlite_text(sqlite_url: str) -> None:
+    """SQLite text other than SQLAlchemy's full spelling (a date alone, no seconds) reads
+    as the same aware UTC datetime (a date alone by SQLAlchemy's own parser)."""
+    table = Table("probe_utc_text", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("at", UTCDateTime, nullable=True))
+    engine = make_engine(sqlite_url)
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            for n, text in enumerate(["2026-12-03", "2026-12-03 10:27"]):
+                conn.exec_driver_sql("INSERT INTO probe_utc_text (id, at) VALUES (?, ?)",
+                                     (n, text))
+        with engine.connect() as conn:
+            rows = dict(conn.execute(select(table.c.id, table.c.at)).all())
+        assert rows == {0: datetime(2026, 12, 3, tzinfo=UTC),
+                        1: datetime(2026, 12, 3, 10, 27, tzinfo=UTC)}
+        assert all(value.tzinfo is UTC for value in rows.values())
+    finally:
+        table.drop(engine, checkfirst=True)
+        engine.dispose()
+
+
 def test_a_naive_datetime_is_refused_when_written(database_url: str) -> None:
     table = Table("probe_naive_datetimes", MetaData(), Column("at", UTCDateTime))
     engine = make_engine(database_url)

@@ -31,19 +31,39 @@ class UTCDateTime(TypeDecorator[datetime]):
     def result_processor(
         self, dialect: Dialect, coltype: object
     ) -> Callable[[object], datetime | None]:
-        """One call per value: the dialect's own conversion (SQLite's string parser; none
-        on PostgreSQL) and the zone together, where ``TypeDecorator`` nests two calls in a
-        third (a page of 25 issues reads 50 datetimes)."""
+        """One call per value, where ``TypeDecorator`` nests two calls in a third (a page
+        of 25 issues reads 50 datetimes), and no ``datetime.replace``: on Python 3.11 it
+        costs ~1.1 µs a call, ``fromisoformat`` or ``combine`` a quarter of that."""
         parse = self.impl_instance.dialect_impl(dialect).result_processor(dialect, coltype)
+        if parse is None:  # the driver gives naive datetimes (PostgreSQL)
 
-        def process(value: object) -> datetime | None:
-            if parse is not None:
-                value = parse(value)
+            def process(value: object) -> datetime | None:
+                if value is None:
+                    return None
+                return _combine(value, value.time(), UTC)  # type: ignore[arg-type,attr-defined]
+
+            return process
+
+        def process_text(value: object) -> datetime | None:
+            # SQLite keeps text, as SQLAlchemy wrote it ("2026-12-03 10:27:24.123456").
             if value is None:
                 return None
-            return value.replace(tzinfo=UTC)  # type: ignore[attr-defined]
+            try:
+                read = _fromisoformat(value + "+00:00")  # type: ignore[operator]
+            except (TypeError, ValueError):
+                read = None
+            if read is not None and read.tzinfo is UTC:
+                return read
+            # Another spelling ("2026-12-03" reads as a naive midnight, zone dropped):
+            # SQLAlchemy's own parser.
+            parsed = parse(value)
+            return None if parsed is None else _combine(parsed, parsed.time(), UTC)
 
-        return process
+        return process_text
+
+
+_combine = datetime.combine
+_fromisoformat = datetime.fromisoformat
 
 
 class ScopeSet(TypeDecorator[frozenset[str]]):

@@ -30,13 +30,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 try:
+    from fastapi._compat import Undefined
     from fastapi.dependencies.models import (
         _is_async_gen_callable,
         _is_coroutine_callable,
         _is_gen_callable,
     )
     from fastapi.dependencies.utils import (
-        _get_multidict_value,
         _get_param_aliases,
         _get_param_model,
         _is_json_field,
@@ -121,7 +121,10 @@ def _read(params: tuple[_Param, ...], received: Mapping[str, Any], values: dict[
         key = p.keys[0]
         if len(p.keys) > 1:
             key = next((k for k in p.keys if k in received), key)
-        value = _get_multidict_value(p.field, received, alias=key)
+        # ``_get_multidict_value`` for a single-valued, non-JSON field (``_param``):
+        value = received.get(key)
+        if value is None:
+            value = Undefined
         solved, problems = _validate_value_with_model_field(
             field=p.field, value=value, values=own, loc=(p.location, key))
         if problems:
