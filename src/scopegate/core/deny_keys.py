@@ -14,6 +14,7 @@ a parent credential reference enter a key only as a SHA-256 prefix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Final
 
@@ -26,11 +27,19 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+#: Every agent request looks up both keys of its token; tokens of one session share them.
+#: Remembering the last few thousand spares two SHA-256s on each request (a quarter of a
+#: warm agent decision).
+_REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
 def session_key(org_id: int, user_id: int, session_id: str) -> str:
     """The key of a revoked agent session."""
     return f"{SESSION_PREFIX}{org_id}:{user_id}:{_digest(session_id)}"
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def parent_key(parent: str) -> str:
     """The key of an ended parent credential (an agent token's ``par``)."""
     return PARENT_PREFIX + _digest(parent)

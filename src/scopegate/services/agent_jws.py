@@ -13,6 +13,7 @@ from ``cryptography``. Only our own token shape is accepted: exactly ``alg``, ``
 from __future__ import annotations
 
 import binascii
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -51,15 +52,10 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
-def verify_compact(
-    jws: str, public_key_for: Callable[[str], Ed25519PublicKey | None]
-) -> dict[str, Any]:
-    """The payload of ``jws`` once its header and signature are good; ``JWSRefused``
-    otherwise. ``public_key_for(kid)`` is the published key of that id, or ``None``."""
-    parts = jws.split(".")
-    if len(parts) != 3:
-        raise JWSRefused("The agent token is malformed.")
-    encoded_header, encoded_payload, encoded_signature = parts
+@functools.lru_cache(maxsize=64)
+def _kid_of(encoded_header: str) -> str:
+    """The ``kid`` of a header of our shape, or ``JWSRefused``. Every token of one signing
+    key has the same header, so the good ones are remembered (a refusal is not)."""
     try:
         header = _json_object(encoded_header)
     except ValueError:
@@ -71,7 +67,21 @@ def verify_compact(
     if not header.keys() <= HEADER_NAMES:
         raise JWSRefused("The agent token is malformed.")
     kid = header.get("kid")
-    public = public_key_for(kid) if isinstance(kid, str) and 0 < len(kid) <= MAX_KID else None
+    if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID:
+        raise JWSRefused("The agent token was signed by an unknown key.")
+    return kid
+
+
+def verify_compact(
+    jws: str, public_key_for: Callable[[str], Ed25519PublicKey | None]
+) -> dict[str, Any]:
+    """The payload of ``jws`` once its header and signature are good; ``JWSRefused``
+    otherwise. ``public_key_for(kid)`` is the published key of that id, or ``None``."""
+    parts = jws.split(".")
+    if len(parts) != 3:
+        raise JWSRefused("The agent token is malformed.")
+    encoded_header, encoded_payload, encoded_signature = parts
+    public = public_key_for(_kid_of(encoded_header))
     if public is None:
         raise JWSRefused("The agent token was signed by an unknown key.")
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import jwt
@@ -248,18 +248,10 @@ class AgentTokenAuthenticator:
         if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
                                 claims.issued_at, claims.parent, conn):
             raise AuthenticationFailed("The agent token was revoked.")
-        scopes = claims.scopes
-        if scopes - READ_SCOPES:
-            # Write scopes came from a grant: honoured only while the grant holds them.
-            granted = self._grants.live_scopes(claims.org_id, claims.user_id,
-                                               claims.session_id, conn)
-            scopes = scopes & (READ_SCOPES | expand(granted))
-        return Principal(
-            kind=TokenKind.AGENT,
-            credential_ref=f"agent_token:{claims.jti}",
-            user_id=claims.user_id,
-            org_id=claims.org_id,
-            scopes=scopes,
-            session_id=claims.session_id,
-            agent=claims.agent,
-        )
+        if not claims.scopes - READ_SCOPES:
+            return claims.principal
+        # Write scopes came from a grant: honoured only while the grant holds them.
+        granted = self._grants.live_scopes(claims.org_id, claims.user_id,
+                                           claims.session_id, conn)
+        return replace(
+            claims.principal, scopes=claims.scopes & (READ_SCOPES | expand(granted)))
