@@ -37,6 +37,7 @@ from support.agent import (
     mint_agent,
     sign_agent_token,
 )
+from support.hops import thread_hops
 from support.http import bearer, login, parse_challenge
 from support.settings import BASE_URL, SECRET, make_settings
 from support.world import World, build_world_quick, user_token
@@ -476,10 +477,11 @@ def test_rotation_keeps_old_tokens_valid_until_the_old_key_retires(
 
 def test_a_key_rotated_by_another_process_is_picked_up(
     client: TestClient, app: FastAPI, database_url: str, world: World, db: Session,
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Keys are shared through the database: a token signed with a key another process
-    just rotated in verifies here at once (an unknown ``kid`` reloads the ring)."""
+    just rotated in verifies here at once (an unknown ``kid`` reloads the ring). The
+    reload is waited for in a worker thread, never on the event loop."""
     old_kid = app.state.runtime.keys.active().kid
     other = create_app(make_settings(database_url))
     request.addfinalizer(other.state.runtime.engine.dispose)
@@ -492,7 +494,9 @@ def test_a_key_rotated_by_another_process_is_picked_up(
     with TestClient(other, base_url=BASE_URL) as other_client:
         token = agent_token_for(other_client, bearer(person), sessionId="elsewhere")
     assert jwt.get_unverified_header(token[4:])["kid"] == new_kid != old_kid
-    assert read_issues(client, token).status_code == 200
+    with thread_hops(monkeypatch) as hops:
+        assert read_issues(client, token).status_code == 200
+    assert hops == ["run_with_connection"], hops
     listed = {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
     assert listed == {old_kid, new_kid}
 

@@ -60,18 +60,20 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
 
 
 @contextmanager
-def statements(engine: Engine) -> Iterator[list[tuple[str, str]]]:
-    """``(thread name, SQL)`` of every statement ``engine`` sends meanwhile."""
+def statements(*engines: Engine) -> Iterator[list[tuple[str, str]]]:
+    """``(thread name, SQL)`` of every statement ``engines`` send meanwhile."""
     sent: list[tuple[str, str]] = []
 
     def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         sent.append((threading.current_thread().name, statement))
 
-    event.listen(engine, "before_cursor_execute", seen)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
     try:
         yield sent
     finally:
-        event.remove(engine, "before_cursor_execute", seen)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
 
 
 @contextmanager

@@ -32,10 +32,22 @@ T = TypeVar("T")
 
 
 def request_info(request: Request) -> audit.RequestInfo:
-    """Who sent ``request`` and what it asked, for audit events."""
-    client = request.client.host if request.client else None
-    return audit.RequestInfo(ip=client, user_agent=request.headers.get("user-agent"),
-                             action=f"{request.method} {request.url.path}")
+    """Who sent ``request`` and what it asked, for audit events.
+
+    Read straight from the ASGI scope: every decision gets one (a refusal's events name
+    it), and ``request.url`` builds and parses a whole URL, a quarter of the guard's
+    time on a warm request. The values are Starlette's: the client's host, the first
+    ``User-Agent`` header, and the path as ``request.url.path`` spells it."""
+    scope = request.scope
+    client = scope.get("client")
+    user_agent = None
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+            break
+    path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    return audit.RequestInfo(ip=client[0] if client else None, user_agent=user_agent,
+                             action=f"{scope['method']} {path}")
 
 
 def denials_of(request: Request) -> list[AuditEvent] | None:

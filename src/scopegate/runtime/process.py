@@ -168,6 +168,7 @@ class Runtime:
             reads_inline=reads_inline,
         )
         deliver_after_commit(factory, runtime.announce)
+        gate.loop_reader = runtime.loop_reader_here
         return runtime
 
     # -- changes -------------------------------------------------------------------------

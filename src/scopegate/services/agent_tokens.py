@@ -17,6 +17,7 @@ a change as soon as it is announced.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -174,6 +175,16 @@ def mint(
     return MintedAgentToken(token=_PREFIX + jws, claims=claims)
 
 
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop (a gate's miss on the loop, or in its
+    greenlet): waiting for the key ring there would stall every request."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class AgentTokenAuthenticator:
     """The ``sga_`` authenticator of the chain.
 
@@ -244,7 +255,7 @@ class AgentTokenAuthenticator:
         return claims
 
     def authenticate(self, token: str, conn: Connection | None) -> Principal:
-        claims = self.verify(token, may_wait=conn is not None)
+        claims = self.verify(token, may_wait=conn is not None and not _on_event_loop())
         if self._deny.is_denied(claims.org_id, claims.user_id, claims.session_id,
                                 claims.issued_at, claims.parent, conn):
             raise AuthenticationFailed("The agent token was revoked.")

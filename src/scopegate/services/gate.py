@@ -12,10 +12,11 @@ Each decision is counted by outcome, and each challenge by the scopes that would
 sufficed (``services/metrics.py``: plain-int tallies, a few tens of ns on the warm path).
 
 Everything is answered from memory when the caches hold it. ``run`` first tries with no
-connection, on the caller's event loop; only a miss (``NeedsIO``) moves the work to one
-worker thread with one autocommit connection (on an embedded SQLite database, to that
-connection on the loop itself), where each missing credential costs one query. The
-connection is returned before ``run`` returns.
+connection, on the caller's event loop; only a miss (``NeedsIO``) asks the database,
+with one autocommit connection where each missing credential costs one query: on the
+loop itself (an embedded SQLite database; PostgreSQL through the loop's asyncio
+connections), or in one worker thread when neither is at hand or the miss must wait.
+The connection is returned before ``run`` returns.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Protocol, TypeVar
 import anyio.to_thread
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scopegate.core.access import Principal
 from scopegate.core.challenges import Challenge, insufficient_scope
@@ -89,6 +91,10 @@ class InsufficientScopeHint(Protocol):
                  request: RequestInfo, denials: list[AuditEvent]) -> Challenge: ...
 
 
+def _no_loop_reader() -> AsyncEngine | None:
+    return None
+
+
 class Gate:
     def __init__(self, *, chain: AuthenticatorChain, access: AccessCache, feed: ChangeFeed,
                  reader: Engine, realm: str, resource: str,
@@ -108,28 +114,49 @@ class Gate:
         self._usage = usage
         #: Autocommit connections for the misses (``store.db.autocommit``).
         self._reader = reader
+        #: The asyncio engine whose connections belong to the calling loop, if any
+        #: (``Runtime.loop_reader_here``, set by the runtime that owns this gate).
+        self.loop_reader: Callable[[], AsyncEngine | None] = _no_loop_reader
         self.sessions: BoundedCache[str, LiveSession | None] = BoundedCache(
             SESSION_CACHE_ENTRIES, "web_sessions")
         feed.subscribe(Topic.WEB_SESSION, self.sessions.forget)
 
     # -- running: memory first, a connection only on a miss ---------------------------
     async def run(self, decide: Callable[[Connection | None], T]) -> T:
-        """``decide(None)`` on the event loop; on a miss, ``decide(conn)`` in a worker
-        thread (on SQLite, on the loop: ``inline``)."""
+        """``decide(None)`` on the event loop; on a miss, ``decide(conn)``: on SQLite with
+        a connection on the loop (``inline``), on PostgreSQL through the loop's asyncio
+        connections (``loop_reader``), else in a worker thread. A miss that must wait (a
+        signing key this process has not loaded yet) never waits on the loop: it takes
+        the worker thread."""
         try:
             return decide(None)
         except NeedsIO:
-            if self._inline:
+            pass
+        if self._inline:
+            try:
                 return self.run_with_connection(decide)
-            return await anyio.to_thread.run_sync(self.run_with_connection, decide)
+            except NeedsIO:
+                pass
+        else:
+            reader = self.loop_reader()
+            if reader is not None:
+                try:
+                    async with reader.connect() as conn:
+                        return await conn.run_sync(self._decide_with, decide)
+                except NeedsIO:
+                    pass
+        return await anyio.to_thread.run_sync(self.run_with_connection, decide)
 
     def run_with_connection(self, decide: Callable[[Connection | None], T]) -> T:
         """``decide`` with a fresh autocommit connection, in the calling thread (a worker,
         the loop on SQLite, or a script); the caches are confirmed first if stale."""
         with self._reader.connect() as conn:
-            if not self.feed.fresh():
-                self.feed.poll(conn)
-            return decide(conn)
+            return self._decide_with(conn, decide)
+
+    def _decide_with(self, conn: Connection, decide: Callable[[Connection | None], T]) -> T:
+        if not self.feed.fresh():
+            self.feed.poll(conn)
+        return decide(conn)
 
     # -- the decisions -----------------------------------------------------------------
     def session(self, raw: str, conn: Connection | None) -> LiveSession | None:

@@ -15,15 +15,17 @@ free thread. So:
   write lock up front (``BEGIN IMMEDIATE``: a deferred transaction that reads then
   writes fails once another writer has committed); a read unit runs on an autocommit
   connection, so a single-statement read costs one round trip.
+* On PostgreSQL a read unit runs on the event loop too, through the loop's asyncio
+  psycopg engine (``Runtime.loop_reader``): SQLAlchemy runs the sync ``work`` in a
+  greenlet whose I/O is asyncio's, so a read makes no hop there either.
 * A read that runs only Core statements may ask for a ``Connection`` instead of a
-  ``Session``; on PostgreSQL it then runs on the event loop too, through an asyncio
-  psycopg connection (``Runtime.loop_reader``), so a warm Core read makes no hop there
-  either; on SQLite it uses the loop's own connection (``Runtime.loop_connection``), so
-  it checks nothing out of the pool.
+  ``Session``: no ORM session to open and commit; on SQLite it uses the loop's own
+  connection (``Runtime.loop_connection``), so it checks nothing out of the pool.
 * ``TransactionalRoute`` turns a sync endpoint that declares ``db: Session =
   Depends(get_db)`` into an async endpoint that runs its whole body as one unit of work.
   Its dependencies (the gate) are async and decide from memory, and the async endpoint
-  needs no hop to validate its response: a warm request makes exactly one hop.
+  needs no hop to validate its response: a warm write makes exactly one hop, a read
+  none.
   ``get_db`` is only a marker: the route takes the parameter out of what FastAPI
   resolves and passes the unit's session itself (one dependency less to solve on every
   request, about a tenth of a read's time in FastAPI's dependency machinery).
@@ -46,6 +48,7 @@ from fastapi import params
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -124,13 +127,30 @@ async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
     (``Runtime.reads_inline``)."""
     if not writes and rt.reads_inline:
         return run_unit(rt, work, writes, on_connection)
-    loop_reader = rt.loop_reader_here() if on_connection and not writes else None
+    loop_reader = None if writes else rt.loop_reader_here()
     if loop_reader is not None:
-        # PostgreSQL: the round trip is awaited on the loop (SQLAlchemy runs ``work`` in a
-        # greenlet whose I/O is asyncio's): no hop.
-        async with loop_reader.connect() as conn:
-            return await conn.run_sync(work)
+        # PostgreSQL: the round trips are awaited on the loop (SQLAlchemy runs ``work`` in
+        # a greenlet whose I/O is asyncio's): no hop.
+        if on_connection:
+            async with loop_reader.connect() as conn:
+                return await conn.run_sync(work)
+        return await _read_in_async_session(loop_reader, work)
     return await anyio.to_thread.run_sync(run_unit, rt, work, writes, on_connection)
+
+
+async def _read_in_async_session(loop_reader: AsyncEngine, work: Callable[[Session], T]) -> T:
+    """A read unit's ``Session`` on the loop's asyncio engine, as ``_run_session`` runs
+    one from ``Runtime.read_factory`` (autocommit, nothing expired on commit)."""
+    session = AsyncSession(loop_reader, expire_on_commit=False)
+    try:
+        result = await session.run_sync(work)
+        await session.commit()
+        return result
+    except BaseException:
+        await session.rollback()
+        raise
+    finally:
+        await session.close()
 
 
 def _resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
