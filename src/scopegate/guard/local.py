@@ -1,7 +1,8 @@
 """``LocalVerifier``: decide in this process, with the runtime's one ``Gate``.
 
-The gate answers from memory on the event loop when its caches hold the answer, else in
-one worker-thread hop (``services/gate.py``). Audit events a refusal leaves are written
+The gate answers from memory on the event loop when its caches hold the answer, else with
+one connection, on the loop where the database allows and in a worker thread where it
+does not (``services/gate.py``). Audit events a refusal leaves are written
 after the response (``after_refusal``), whatever becomes of the request.
 """
 

@@ -123,8 +123,8 @@ def _run_on_held(rt: Runtime, conn: Connection, work: Callable[[Connection], T])
 async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
                        on_connection: bool = False) -> T:
     """``work(session)`` (or ``work(connection)``, see ``run_unit``) as one unit of work:
-    in one worker-thread hop, or, for a read on an embedded SQLite database, right here
-    (``Runtime.reads_inline``)."""
+    a write in one worker-thread hop; a read right here, on an embedded SQLite database
+    (``Runtime.reads_inline``) or through the loop's PostgreSQL engine, else in a hop."""
     if not writes and rt.reads_inline:
         return run_unit(rt, work, writes, on_connection)
     loop_reader = None if writes else rt.loop_reader_here()
