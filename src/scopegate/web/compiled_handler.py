@@ -8,11 +8,11 @@ parameters and the ``org`` path parameter). A route whose dependency tree is sim
 (path and query parameters of single values, the ``Request``, async sub-dependencies of
 the same kind, an async endpoint that returns a ``Response``) is compiled here: those
 facts are computed once with FastAPI's own functions, and each request runs only the
-lookups and FastAPI's own validation, so answers and 422s are FastAPI's. The order is
-FastAPI's too: sub-dependencies first (a 401 before a 422), a sub-dependency whose own
-parameters fail is not called. Anything else (bodies, headers, cookies, yield or sync
-dependencies, security scopes, background tasks, FastAPI's telemetry, an override that
-is not simple) goes through FastAPI's handler.
+lookups and FastAPI's own validation, so answers and validation errors are FastAPI's.
+The order is FastAPI's too: sub-dependencies first (a 401 before a validation error), a
+sub-dependency whose own parameters fail is not called. Anything else (bodies, headers,
+cookies, yield or sync dependencies, security scopes, background tasks, FastAPI's
+telemetry, an override that is not simple) goes through FastAPI's handler.
 
 This leans on FastAPI internals, so ``pyproject.toml`` pins FastAPI's minor version and
 ``tests/test_compiled_handler.py`` compares both handlers on every compiled route.
