@@ -140,17 +140,12 @@ async def unit_of_work(rt: Runtime, work: Callable[[Any], T], *, writes: bool,
 
 async def _read_in_async_session(loop_reader: AsyncEngine, work: Callable[[Session], T]) -> T:
     """A read unit's ``Session`` on the loop's asyncio engine, as ``_run_session`` runs
-    one from ``Runtime.read_factory`` (autocommit, nothing expired on commit)."""
-    session = AsyncSession(loop_reader, expire_on_commit=False)
-    try:
+    one from ``Runtime.read_factory`` (autocommit, nothing expired on commit); closing
+    it, on the way out, rolls back whatever an exception left."""
+    async with AsyncSession(loop_reader, expire_on_commit=False) as session:
         result = await session.run_sync(work)
         await session.commit()
         return result
-    except BaseException:
-        await session.rollback()
-        raise
-    finally:
-        await session.close()
 
 
 def _resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
