@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from scopegate.core import agent_token
@@ -90,15 +90,18 @@ class MintedAgentToken:
         return datetime.fromtimestamp(self.claims.expires_at, UTC)
 
 
+#: Built once: a statement object is compiled and cache-keyed once, not per mint.
+_LIVE_GRANT = select(WriteGrant).where(
+    WriteGrant.org_id == bindparam("org_id"),
+    WriteGrant.user_id == bindparam("user_id"),
+    WriteGrant.session_id == bindparam("session_id"),
+    WriteGrant.expires_at > bindparam("now"),
+)
+
+
 def live_grant(db: Session, org_id: int, user_id: int, session_id: str) -> WriteGrant | None:
-    return db.scalar(
-        select(WriteGrant).where(
-            WriteGrant.org_id == org_id,
-            WriteGrant.user_id == user_id,
-            WriteGrant.session_id == session_id,
-            WriteGrant.expires_at > utcnow(),
-        )
-    )
+    return db.scalar(_LIVE_GRANT, {"org_id": org_id, "user_id": user_id,
+                                   "session_id": session_id, "now": utcnow()})
 
 
 def mint(

@@ -66,8 +66,8 @@ def event(
     request: RequestInfo | None = None,
     detail: str = "",
 ) -> AuditEvent:
-    request = request or RequestInfo()
     """An audit row for ``name``, its fields bounded to the columns' sizes."""
+    request = request or RequestInfo()
     return AuditEvent(
         event=name,
         org_id=org_id,

@@ -6,7 +6,7 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -159,13 +159,14 @@ def set_active(db: Session, user: User, active: bool) -> None:
         record_change(db, Change(topic))
 
 
+_ROLE_IN = (select(Member.role).join(User, User.id == Member.user_id)
+            .where(Member.org_id == bindparam("org_id"), Member.user_id == bindparam("user_id"),
+                   User.is_active))
+
+
 def role_in(db: Session, org_id: int, user_id: int) -> Role | None:
     """The active user's role in the organization, or ``None``."""
-    value = db.scalar(
-        select(Member.role)
-        .join(User, User.id == Member.user_id)
-        .where(Member.org_id == org_id, Member.user_id == user_id, User.is_active)
-    )
+    value = db.scalar(_ROLE_IN, {"org_id": org_id, "user_id": user_id})
     return Role(value) if value else None
 
 

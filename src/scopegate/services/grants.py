@@ -9,11 +9,12 @@ race is a 500.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Executable, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scopegate.core import agent_token
@@ -89,9 +90,9 @@ def approve(
 
     The stored scopes are ``requested`` capped at the approver's current role in
     ``org``; nothing the approver lacks is ever stored. The existing row is locked
-    (``FOR UPDATE``) and merged; when there is none, the insert runs in a savepoint,
-    and losing the insert race to a concurrent approval means locking and merging
-    into the winner's row on the next pass.
+    (``FOR UPDATE``) and merged; when there is none, it is inserted unless a concurrent
+    approval's row is there first (``ON CONFLICT DO NOTHING``), and losing that race
+    means locking and merging into the winner's row on the next pass.
     """
     check_session_and_agent(session_id, agent)
     if not requested:
@@ -113,17 +114,16 @@ def approve(
             row.updated_at = now
             row.agent = agent or row.agent
             db.flush()
+            grant_id, scopes = row.id, frozenset(row.scopes)
             break
-        row = WriteGrant(
-            org_id=org.id, user_id=approver_id, session_id=session_id, agent=agent,
-            scopes=capped, created_at=now, updated_at=now, expires_at=expires,
-        )
-        try:
-            with db.begin_nested():
-                db.add(row)
+        grant_id = db.scalar(_insert_grant(db.get_bind().dialect.name), {
+            "org_id": org.id, "user_id": approver_id, "session_id": session_id,
+            "agent": agent, "scopes": capped, "created_at": now, "updated_at": now,
+            "expires_at": expires})
+        if grant_id is not None:
+            scopes = capped
             break
-        except IntegrityError:
-            continue  # a concurrent approval inserted first: lock its row and merge
+        # A concurrent approval inserted first: lock its row and merge on the next pass.
     else:
         raise Conflict("Too many concurrent approvals for this session; try again.")
     audit.record(
@@ -132,16 +132,32 @@ def approve(
     )
     record_change(db, Change(Topic.GRANT, grant_key(org.id, approver_id, session_id)))
     tally(APPROVALS, "approve").count += 1
-    return Approval(row.id, frozenset(row.scopes), requested - capped, lifetime)
+    return Approval(grant_id, scopes, requested - capped, lifetime)
+
+
+_GRANTS = WriteGrant.__table__
+_INSERTED = ("org_id", "user_id", "session_id", "agent", "scopes", "created_at", "updated_at",
+             "expires_at")
+_LOCKED_GRANT = select(WriteGrant).where(
+    WriteGrant.org_id == bindparam("org_id"),
+    WriteGrant.user_id == bindparam("user_id"),
+    WriteGrant.session_id == bindparam("session_id"),
+).with_for_update()
+
+
+@functools.cache
+def _insert_grant(dialect: str) -> Executable:
+    """A new grant's ``INSERT``, doing nothing when the session's row exists (then no
+    ``id`` comes back); built once per dialect."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(_GRANTS).values({name: bindparam(name) for name in _INSERTED})
+            .on_conflict_do_nothing(index_elements=["org_id", "user_id", "session_id"])
+            .returning(_GRANTS.c.id))
 
 
 def _locked_grant(db: Session, org_id: int, user_id: int, session_id: str) -> WriteGrant | None:
-    stmt = select(WriteGrant).where(
-        WriteGrant.org_id == org_id,
-        WriteGrant.user_id == user_id,
-        WriteGrant.session_id == session_id,
-    )
-    return db.scalar(stmt.with_for_update())
+    return db.scalar(_LOCKED_GRANT, {"org_id": org_id, "user_id": user_id,
+                                     "session_id": session_id})
 
 
 def record_denial(
