@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from support.load import NO_RESPONSE, WrkError, burst, parse_wrk, wrk
+from support.load import NO_RESPONSE, WrkError, burst, parse_wrk, parse_wrk_post, wrk, wrk_post
 
 WRK_OK = """Running 1s test @ http://127.0.0.1:8000/items
   1 threads and 32 connections
@@ -45,6 +45,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        """Keeps ``<Content-Type> <body>``; answers 503 to every third POST, else 201."""
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        with self.lock:
+            self.seen.append(f"{self.headers['Content-Type']} {body}")
+            status = 503 if len(self.seen) % 3 == 0 else 201
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -52,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
-    handler = type("Handler", (_Handler,), {"seen": seen})
+    handler = type("Handler", (_Handler,), {"seen": seen, "lock": threading.Lock()})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -127,3 +137,37 @@ def test_wrk_runs_against_a_live_server_and_refuses_error_answers(
     assert "/3" in seen
     with pytest.raises(WrkError, match="non-2xx"):
         wrk(f"{base_url}/teapot", None, connections=2, seconds=1)
+
+
+WRK_POST_OK = (WRK_OK + "SCOPEGATE_WRK statuses=201=90,503=10 seconds=1.000500 p50=0.004000 "
+               "p99=0.015000 max=0.020000 connect=0 read=1 write=0 timeout=2\n")
+
+
+def test_wrk_post_output_is_parsed_with_every_status_counted() -> None:
+    result = parse_wrk_post(WRK_POST_OK)
+    assert result.statuses == {201: 90, 503: 10}
+    assert result.completed == 100 and result.server_errors == 10
+    assert result.rate(201) == pytest.approx(90 / 1.0005)
+    assert (result.p50, result.p99, result.max_latency) == (0.004, 0.015, 0.02)
+    assert result.errors == ["read errors: 1", "timeout errors: 2"]
+    with pytest.raises(WrkError, match="no statuses"):
+        parse_wrk_post(WRK_OK)
+    with pytest.raises(WrkError, match="exited 1"):
+        parse_wrk_post("", "unable to connect", 1)
+
+
+def test_wrk_post_sends_distinct_json_bodies_and_counts_every_answer(
+    server: tuple[str, list[str]],
+) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    base_url, seen = server
+    result = wrk_post(f"{base_url}/mint", '{"sessionId": "m{n}"}', {"X-Bench": "1"},
+                      connections=2, seconds=1)
+    assert result.completed > 0
+    assert len(seen) >= result.completed  # wrk may stop with requests in flight
+    assert len(set(seen)) == len(seen), "every request's body is its own"
+    assert all(entry.startswith('application/json {"sessionId": "m') for entry in seen)
+    assert "{n}" not in "".join(seen)
+    assert result.statuses[201] > 0 and result.statuses[503] == result.server_errors > 0
+    assert set(result.statuses) == {201, 503}
