@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.core.changes import Change
 from scopegate.core.token_kinds import TokenKind
+from scopegate.runtime.audit_batches import AuditBatches
 from scopegate.services import audit, credentials, deploy_hook, integrations
 from scopegate.services.access import AccessCache
 from scopegate.services.agent_tokens import AgentTokenAuthenticator, deny_ttl_seconds
@@ -94,6 +95,8 @@ class Runtime:
     rate_limiter: RateLimiter
     #: What the OAuth server needs beside a session (settings, client metadata documents).
     oauth: ServerContext
+    #: Group commits of audit rows that are a request's only write (mints).
+    audit_batches: AuditBatches
     #: SQLite only: the queue this process's writers wait in (``store/sqlite_writers.py``).
     sqlite_writers: SQLiteWriters | None = None
     #: Reads run on the event loop, not in a worker thread: an embedded SQLite database
@@ -149,6 +152,8 @@ class Runtime:
         # Login failures are counted in Redis (shared by every process) when configured.
         counters: Counters = (RedisCounters(settings.redis_url) if settings.redis_url
                               else MemoryCounters())
+        sqlite_writers = (SQLiteWriters(settings.sqlite_busy_timeout_seconds)
+                          if engine.dialect.name == "sqlite" else None)
         runtime = cls(
             settings=settings, engine=engine, factory=factory, reader=reader,
             read_factory=make_sessionmaker(reader),
@@ -163,8 +168,8 @@ class Runtime:
                 allow_loopback=settings.oauth_metadata_allow_loopback,
                 cache_seconds=settings.oauth_metadata_cache_seconds,
                 ca_file=settings.oauth_metadata_ca_file), deny_list, chain),
-            sqlite_writers=(SQLiteWriters(settings.sqlite_busy_timeout_seconds)
-                            if engine.dialect.name == "sqlite" else None),
+            audit_batches=AuditBatches(factory, sqlite_writers),
+            sqlite_writers=sqlite_writers,
             reads_inline=reads_inline,
         )
         deliver_after_commit(factory, runtime.announce)

@@ -46,7 +46,7 @@ from scopegate.services.grants import check_session_and_agent
 from scopegate.services.keys import KeyRing, UnknownKid
 from scopegate.services.metrics import MINTS, tally
 from scopegate.settings import Settings
-from scopegate.store.models import WriteGrant
+from scopegate.store.models import AuditEvent, WriteGrant
 from scopegate.store.types import utcnow
 
 #: Clock skew tolerated on ``exp``/``iat``.
@@ -84,6 +84,9 @@ def mint_audience(db: Session, settings: Settings, requested: str | None) -> str
 class MintedAgentToken:
     token: str
     claims: agent_token.AgentClaims
+    #: The mint's audit event, not yet written: the caller writes it (``audit.add`` in a
+    #: write unit of work, or ``runtime.audit_batches``) before the token leaves.
+    event: AuditEvent
 
     @property
     def expires_at(self) -> datetime:
@@ -104,6 +107,11 @@ def live_grant(db: Session, org_id: int, user_id: int, session_id: str) -> Write
                                    "session_id": session_id, "now": utcnow()})
 
 
+def count_mint(minted: MintedAgentToken) -> None:
+    """Count a mint once its audit event is written."""
+    tally(MINTS, "write" if minted.claims.scopes - READ_SCOPES else "read").count += 1
+
+
 def mint(
     db: Session,
     *,
@@ -119,7 +127,8 @@ def mint(
     token_audience: str | None = None,
 ) -> MintedAgentToken:
     """Mint an agent token for the person behind ``access`` in ``org``, for
-    ``token_audience`` (default: scopegate's API)."""
+    ``token_audience`` (default: scopegate's API), with its audit event (see
+    ``MintedAgentToken.event``): ``db`` is only read (the live grant, the audience)."""
     principal = access.principal
     if principal.kind not in (None, TokenKind.USER, TokenKind.OAUTH_ACCESS):
         raise Forbidden("Only a person's credential can mint agent tokens.")
@@ -167,15 +176,13 @@ def mint(
         claims.to_jwt(), key.key, algorithm=agent_token.ALGORITHM,
         headers={"kid": key.kid, "typ": agent_token.TOKEN_TYPE},
     )
-    audit.record(
-        db, audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
+    event = audit.event(
+        audit.Event.MINT, org_id=org.id, user_id=principal.user_id, session_id=session_id,
         agent=agent, scopes=scopes, request=request,
         detail=f"jti={claims.jti} ttl={expires_at - now}"
         + ("" if aud == audience(settings) else f" aud={aud}"),
     )
-    # Counted when minted in the transaction (a failed commit still counts: rare).
-    tally(MINTS, "write" if scopes - READ_SCOPES else "read").count += 1
-    return MintedAgentToken(token=_PREFIX + jws, claims=claims)
+    return MintedAgentToken(token=_PREFIX + jws, claims=claims, event=event)
 
 
 def _on_event_loop() -> bool:

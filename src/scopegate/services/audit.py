@@ -82,10 +82,15 @@ def event(
 
 
 def record(db: Session, name: str, **fields: object) -> None:
-    """Record the event ``name`` in the current transaction. The row joins the session at
-    commit, after every other change, so the chain's head is the transaction's last lock
+    """Record the event ``name`` in the current transaction (see ``add``)."""
+    add(db, event(name, **fields))  # type: ignore[arg-type]
+
+
+def add(db: Session, row: AuditEvent) -> None:
+    """Record ``row`` in the current transaction. It is written at commit, after every
+    other change, so the chain's head is the transaction's last lock
     (``store/audit_links.py``)."""
-    audit_links.add_at_commit(db, event(name, **fields))  # type: ignore[arg-type]
+    audit_links.add_at_commit(db, row)
 
 
 def write_events(factory: sessionmaker[Session], events: list[AuditEvent]) -> None:
@@ -95,9 +100,9 @@ def write_events(factory: sessionmaker[Session], events: list[AuditEvent]) -> No
     the events reads their chain's head, and a deferred transaction that reads then
     writes fails once another process's writer has committed in between."""
     with factory() as db, db.begin():
-        if db.get_bind().dialect.name == "sqlite":
-            db.connection(execution_options={SQLITE_IMMEDIATE: True})
-        db.add_all(events)
+        immediate = db.get_bind().dialect.name == "sqlite"
+        audit_links.write(db.connection(execution_options={SQLITE_IMMEDIATE: immediate}),
+                          events)
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,11 @@ def _add_queued(session: Session) -> None:
     if session.in_nested_transaction() or not session.info.get(_QUEUE):
         return  # a savepoint's commit: the rows wait for the real one
     session.flush()
-    rows: list[AuditEvent] = session.info.pop(_QUEUE)
-    conn = session.connection()
+    write(session.connection(), session.info.pop(_QUEUE))
+
+
+def write(conn: Connection, rows: list[AuditEvent]) -> None:
+    """Link ``rows`` into their chains and insert them, in ``conn``'s transaction."""
     link(conn, rows)
     conn.execute(EVENTS.insert(), [_values(row) for row in rows])
 

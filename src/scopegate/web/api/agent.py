@@ -39,7 +39,7 @@ from scopegate.web.api.models import ApiInput, ApiModel
 from scopegate.web.auth import request_info
 from scopegate.web.rate_limits import limit, principal_account
 from scopegate.web.runtime import runtime
-from scopegate.web.transactions import TransactionalRoute, get_db
+from scopegate.web.transactions import TransactionalRoute, get_db, unit_of_work
 
 router = APIRouter(route_class=TransactionalRoute, tags=["agent"])
 
@@ -142,31 +142,39 @@ def _acting(principal: Principal, claimed: str | None) -> str | None:
 
 
 @router.post("/organizations/{org}/agent/token/", response_model=MintResponse, status_code=201)
-def mint_agent_token(
+async def mint_agent_token(
     request: Request,
     body: MintRequest,
     oa: OrgAccess = Depends(Permission(AGENT_TOKEN)),
-    db: Session = Depends(get_db),
 ) -> MintResponse:
     """Mint a short-lived agent token: read scopes plus this session's live write grant,
     within the caller's access, narrowed to ``requestedScopes``."""
     # Per parent credential: each of a person's tokens (and sessions) its own budget.
     limit(request, RateLimitedAction.AGENT_MINT, account=oa.access.principal.credential_ref)
     rt = runtime(request)
-    minted = agent_tokens.mint(
-        db,
-        settings=rt.settings,
-        keys=rt.keys,
-        org=oa.org,
-        access=oa.access,
-        session_id=body.session_id,
-        requested=frozenset(body.requested_scopes) if body.requested_scopes is not None
-        else None,
-        ttl_seconds=body.ttl_seconds,
-        agent=_acting(oa.access.principal, body.agent),
-        request=request_info(request),
-        token_audience=body.audience,
-    )
+    info = request_info(request)
+
+    def mint(db: Session) -> agent_tokens.MintedAgentToken:
+        return agent_tokens.mint(
+            db,
+            settings=rt.settings,
+            keys=rt.keys,
+            org=oa.org,
+            access=oa.access,
+            session_id=body.session_id,
+            requested=frozenset(body.requested_scopes) if body.requested_scopes is not None
+            else None,
+            ttl_seconds=body.ttl_seconds,
+            agent=_acting(oa.access.principal, body.agent),
+            request=info,
+            token_audience=body.audience,
+        )
+
+    # A mint only reads (the live grant); its one write, the audit event, is committed
+    # with the other mints' of the moment before the token is answered.
+    minted = await unit_of_work(rt, mint, writes=False)
+    await rt.audit_batches.write(minted.event)
+    agent_tokens.count_mint(minted)
     return MintResponse(
         token=minted.token,
         expires_at=minted.expires_at,

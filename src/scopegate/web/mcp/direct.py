@@ -64,7 +64,9 @@ class DirectBackend:
         token = None if renew else self._minted.get(key)
         if token is None:
             oa = await self._org_access(org)
-            minted = await unit_of_work(self._rt, lambda db: self._mint(db, oa), writes=True)
+            minted = await unit_of_work(self._rt, lambda db: self._mint(db, oa), writes=False)
+            await self._rt.audit_batches.write(minted.event)
+            agent_tokens.count_mint(minted)
             token = minted.token
             self._minted.put(key, token, minted.claims.expires_at)
         return token
