@@ -32,6 +32,9 @@ class Decision:
     sufficient: tuple[str, ...] = ()
 
 
+_UNDECLARED = Decision(False, ())
+
+
 @dataclass(frozen=True)
 class ScopeMap:
     """Method -> ``Rule`` for one endpoint.
@@ -44,6 +47,20 @@ class ScopeMap:
     rules: Mapping[str, Rule]
     org_scoped: bool = True
     kinds: frozenset[TokenKind | None] | None = field(default=None)
+    #: Method -> (its scopes, the allow, the deny): decisions are made once, here, and
+    #: handed out on every request (a frozen dataclass costs a microsecond to build).
+    _answers: dict[str, tuple[tuple[str, ...], Decision, Decision]] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        answers = {}
+        for method in {*self.rules, "HEAD"}:
+            rule = self.rule(method)
+            if rule is not None:
+                scopes = rule.scopes
+                answers[method] = (scopes, Decision(True, scopes if scopes else ()),
+                                   Decision(False, scopes))
+        object.__setattr__(self, "_answers", answers)
 
     def rule(self, method: str) -> Rule | None:
         method = method.upper()
@@ -53,15 +70,19 @@ class ScopeMap:
 
     def decide(self, method: str, held: Iterable[str]) -> Decision:
         """Allow when ``held`` contains any scope the method accepts; deny otherwise."""
-        rule = self.rule(method)
-        if rule is None:
-            return Decision(False, ())
-        if not rule.scopes:
-            return Decision(True, ())
-        held_set = frozenset(held)
-        if any(scope in held_set for scope in rule.scopes):
-            return Decision(True, rule.scopes)
-        return Decision(False, rule.scopes)
+        answer = self._answers.get(method)
+        if answer is None:
+            answer = self._answers.get(method.upper())
+            if answer is None:
+                return _UNDECLARED
+        scopes, allow, deny = answer
+        if not scopes:
+            return allow
+        held_set = held if isinstance(held, frozenset) else frozenset(held)
+        for scope in scopes:
+            if scope in held_set:
+                return allow
+        return deny
 
     def admits_kind(self, kind: TokenKind | None) -> bool:
         return self.kinds is None or kind in self.kinds

@@ -26,5 +26,7 @@ class TokenKind(Enum):
     @property
     def acts_for_person(self) -> bool:
         """Whether a person stands behind the credential (access = scopes ∩ role)."""
-        return self in {TokenKind.USER, TokenKind.OAUTH_ACCESS, TokenKind.AGENT}
+        # Identity, not a set: an Enum member's hash is a Python call (the warm path).
+        return self is TokenKind.USER or self is TokenKind.OAUTH_ACCESS or (
+            self is TokenKind.AGENT)
 

@@ -74,20 +74,22 @@ class DenyList:
     def _revoked_at(self, keys: tuple[str, ...], conn: Connection | None) -> list[int | None]:
         """When each of ``keys`` was revoked (``None``: not revoked); a miss reads every
         missing key in one query."""
-        fresh = self._feed.fresh()
-        found = [self.cache.get(key) if fresh else MISSING for key in keys]
+        if self._feed.fresh():
+            found = [self.cache.get(key) for key in keys]
+            if MISSING not in found:  # the warm path
+                return found  # type: ignore[return-value]
+        else:
+            found = [MISSING] * len(keys)
         missing = [key for key, value in zip(keys, found, strict=True) if value is MISSING]
-        if missing:
-            if conn is None:
-                raise NeedsIO
-            generation = self.cache.generation
-            stored = kv.read_many(conn, missing)
-            loaded = {key: _revocation_time(stored.get(key)) for key in missing}
-            for key, value in loaded.items():
-                self.cache.put(key, value, generation)
-            found = [loaded[key] if value is MISSING else value
-                     for key, value in zip(keys, found, strict=True)]
-        return found  # type: ignore[return-value]
+        if conn is None:
+            raise NeedsIO
+        generation = self.cache.generation
+        stored = kv.read_many(conn, missing)
+        loaded = {key: _revocation_time(stored.get(key)) for key in missing}
+        for key, value in loaded.items():
+            self.cache.put(key, value, generation)
+        return [loaded[key] if value is MISSING else value  # type: ignore[misc]
+                for key, value in zip(keys, found, strict=True)]
 
     def revoked_at(self, org_id: int, user_id: int, session_id: str,
                    conn: Connection | None) -> int | None:
