@@ -196,17 +196,26 @@ def wrk(
 ) -> float:
     """Requests per second ``wrk`` reaches on ``url`` (GET) over ``connections``
     keep-alive connections for ``seconds``; raises ``WrkError`` on any error answer."""
+    done = _run_wrk([f"-t{max(1, min(threads, connections))}"], url, headers, connections,
+                    seconds, timeout_seconds)
+    return parse_wrk(done.stdout, done.stderr, done.returncode)
+
+
+def _run_wrk(options: list[str], url: str, headers: Mapping[str, str] | None,
+             connections: int, seconds: float, timeout_seconds: int,
+             script_arguments: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("wrk")
     if binary is None:
         raise WrkError("wrk is not installed: apt-get install -y wrk (Debian package 'wrk')")
-    command = [binary, f"-t{max(1, min(threads, connections))}", f"-c{connections}",
-               f"-d{max(1, round(seconds))}s", f"--timeout={timeout_seconds}s"]
+    command = [binary, *options, f"-c{connections}", f"-d{max(1, round(seconds))}s",
+               f"--timeout={timeout_seconds}s"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     command.append(url)
-    done = subprocess.run(command, capture_output=True, text=True,  # noqa: S603 - fixed argv
+    if script_arguments is not None:
+        command += ["--", *script_arguments]
+    return subprocess.run(command, capture_output=True, text=True,  # noqa: S603 - fixed argv
                           timeout=seconds + timeout_seconds + 30, check=False)
-    return parse_wrk(done.stdout, done.stderr, done.returncode)
 
 
 def parse_wrk(stdout: str, stderr: str = "", returncode: int = 0) -> float:
@@ -313,20 +322,12 @@ def wrk_post(
     """``POST`` ``body`` (``{n}`` made unique per request, see module docstring) to
     ``url`` over ``connections`` keep-alive connections for ``seconds``, from one wrk
     thread (the machine's other cores are the server's)."""
-    binary = shutil.which("wrk")
-    if binary is None:
-        raise WrkError("wrk is not installed: apt-get install -y wrk (Debian package 'wrk')")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="scopegate-wrk-") as script:
         script.write(_POST_SCRIPT)
         script.flush()
-        command = [binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                   f"--timeout={timeout_seconds}s", "-s", script.name,
-                   "-H", "Content-Type: application/json"]
-        for name, value in (headers or {}).items():
-            command += ["-H", f"{name}: {value}"]
-        command += [url, "--", body]
-        done = subprocess.run(command, capture_output=True, text=True,  # noqa: S603
-                              timeout=seconds + timeout_seconds + 30, check=False)
+        done = _run_wrk(["-t1", "-s", script.name],
+                        url, {"Content-Type": "application/json", **(headers or {})},
+                        connections, seconds, timeout_seconds, [body])
     return parse_wrk_post(done.stdout, done.stderr, done.returncode)
 
 
