@@ -3,8 +3,8 @@
 One row per ``(organization, user, agent session)`` (a unique constraint). Approving
 merges into that row under a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL;
 ``BEGIN IMMEDIATE`` on SQLite, taken by the request); two first approvals racing to
-insert meet the unique constraint, and the loser retries as a merge. No outcome of the
-race is a 500.
+insert meet the unique constraint (``ON CONFLICT DO NOTHING``: the loser inserts nothing)
+and the loser retries as a merge. No outcome of the race is a 500.
 """
 
 from __future__ import annotations
