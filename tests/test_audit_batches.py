@@ -129,3 +129,24 @@ def test_a_batch_refused_as_a_whole_fails_every_waiter(sqlite_url: str) -> None:
         assert len(stored(engine)) == 3
     finally:
         engine.dispose()
+
+
+def test_when_the_batch_task_is_cancelled_no_writer_is_left_waiting(engine: Engine) -> None:
+    """The loop shutting down cancels the task that writes the batches: every request
+    still waiting on it is cancelled too, none waits for a batch that will not come."""
+    batches, held = batches_for(engine), HeldFirstCommit(engine)
+
+    async def scenario() -> list[BaseException | None]:
+        first = asyncio.create_task(batches.write(row("first")))
+        assert await asyncio.to_thread(held.first_began.wait, 30)
+        second = asyncio.create_task(batches.write(row("second")))
+        await asyncio.sleep(0)
+        (drain,) = [task for task in asyncio.all_tasks()
+                    if task.get_coro().__qualname__ == "AuditBatches._drain"]
+        drain.cancel()
+        held.release()
+        return await asyncio.wait_for(
+            asyncio.gather(first, second, return_exceptions=True), 30)
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes), outcomes

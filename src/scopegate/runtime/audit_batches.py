@@ -11,7 +11,9 @@ without its audit event, and nothing waits longer than one batch behind another.
 A batch that fails on a row (an ``IntegrityError``: say its organization was deleted in
 the meantime) is written again row by row, so only that row's request fails. A batch
 the database refuses as a whole (down, or no SQLite write turn in time) fails every
-request in it, each with the error its own unit of work would have met (a 503).
+request in it, each with the error its own unit of work would have met (a 503). When the
+loop shuts down under a batch, the requests still waiting are cancelled, never left
+waiting for a batch that will not come.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class AuditBatches:
         await done
 
     async def _drain(self, queue: _Queue) -> None:
+        batch: list[tuple[AuditEvent, asyncio.Future[None]]] = []
         try:
             while queue.waiting:
                 batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
@@ -81,8 +84,14 @@ class AuditBatches:
                         done.set_result(None)
                     else:
                         done.set_exception(failure)
+                batch = []
         finally:
             queue.task = None
+            # Only when this task itself was cancelled (the loop shutting down): nobody
+            # is left waiting for a batch that will not come.
+            stranded, queue.waiting = batch + queue.waiting, []
+            for _, done in stranded:
+                done.cancel()
 
     def _write_batch(self, rows: list[AuditEvent]) -> list[Exception | None]:
         """Write ``rows`` in one transaction, or, when one of them is refused, each in
