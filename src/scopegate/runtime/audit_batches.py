@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -30,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scopegate.services import audit
 from scopegate.store.models import AuditEvent
-from scopegate.store.sqlite_writers import SQLiteWriters
+from scopegate.store.sqlite_writers import SQLiteWriters, write_turn
 
 #: Rows per transaction at most; more wait for the next batch.
 MAX_BATCH = 512
@@ -105,8 +104,7 @@ class AuditBatches:
         return [_failure_of(self._write, [row]) for row in rows]
 
     def _write(self, rows: list[AuditEvent]) -> None:
-        turn = self._sqlite_writers.turn() if self._sqlite_writers else nullcontext()
-        with turn:
+        with write_turn(self._sqlite_writers):
             audit.write_events(self._factory, rows)
 
 

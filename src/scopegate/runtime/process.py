@@ -52,7 +52,7 @@ from scopegate.store.counters import Counters, MemoryCounters, RedisCounters
 from scopegate.store.db import autocommit, make_engine, make_loop_reader, make_sessionmaker
 from scopegate.store.models import AuditEvent
 from scopegate.store.outbox import deliver_after_commit
-from scopegate.store.sqlite_writers import SQLiteWriters
+from scopegate.store.sqlite_writers import SQLiteWriters, write_turn
 
 log = logging.getLogger("scopegate.runtime")
 #: Connections kept for background work (key ring reloads, the upkeep thread, denials).
@@ -325,10 +325,8 @@ class Runtime:
         SQLite it takes the process's write turn like any writer."""
         if self.scope_usage is None:
             return 0
-        if self.sqlite_writers is not None:
-            with self.sqlite_writers.turn():
-                return self.scope_usage.flush(self.factory)
-        return self.scope_usage.flush(self.factory)
+        with write_turn(self.sqlite_writers):
+            return self.scope_usage.flush(self.factory)
 
     def _flush_scope_usage(self) -> None:
         try:

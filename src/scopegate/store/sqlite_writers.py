@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -33,3 +33,8 @@ class SQLiteWriters:
             yield
         finally:
             self._lock.release()
+
+
+def write_turn(writers: SQLiteWriters | None) -> AbstractContextManager[None]:
+    """The process's SQLite write turn, or, without one (PostgreSQL), nothing to wait for."""
+    return writers.turn() if writers is not None else nullcontext()

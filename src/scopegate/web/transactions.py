@@ -55,6 +55,7 @@ from starlette.responses import Response
 
 from scopegate.runtime.process import Runtime
 from scopegate.store.db import SQLITE_IMMEDIATE
+from scopegate.store.sqlite_writers import write_turn
 from scopegate.web.compiled_handler import compiled_handler
 from scopegate.web.runtime import runtime
 
@@ -86,10 +87,8 @@ def run_unit(rt: Runtime, work: Callable[[Any], T], writes: bool,
             return _run_on_held(rt, held, work)
         with rt.reader.connect() as conn:
             return work(conn)
-    if writes and rt.sqlite_writers is not None:
-        with rt.sqlite_writers.turn():
-            return _run_session(rt, work, writes)
-    return _run_session(rt, work, writes)
+    with write_turn(rt.sqlite_writers if writes else None):
+        return _run_session(rt, work, writes)
 
 
 def _run_session(rt: Runtime, work: Callable[[Session], T], writes: bool) -> T:

@@ -12,6 +12,7 @@ A mint request::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -32,6 +33,7 @@ from scopegate.guard import (
     TokenKind,
 )
 from scopegate.guard import scopes as registry
+from scopegate.runtime.process import Runtime
 from scopegate.services import agent_tokens, directory, grants
 from scopegate.services.errors import Invalid, NotFound
 from scopegate.store.models import AGENT_SESSION_MAX, Organization, WriteGrant
@@ -141,6 +143,18 @@ def _acting(principal: Principal, claimed: str | None) -> str | None:
     return claimed
 
 
+async def minted_and_recorded(
+    rt: Runtime, mint: Callable[[Session], agent_tokens.MintedAgentToken]
+) -> agent_tokens.MintedAgentToken:
+    """``mint``'s token, once its audit event is committed. A mint only reads (the live
+    grant, in a read unit); its one write, the audit event, goes with the other mints' of
+    the moment (``runtime/audit_batches.py``)."""
+    minted = await unit_of_work(rt, mint, writes=False)
+    await rt.audit_batches.write(minted.event)
+    agent_tokens.count_mint(minted)
+    return minted
+
+
 @router.post("/organizations/{org}/agent/token/", response_model=MintResponse, status_code=201)
 async def mint_agent_token(
     request: Request,
@@ -170,11 +184,7 @@ async def mint_agent_token(
             token_audience=body.audience,
         )
 
-    # A mint only reads (the live grant); its one write, the audit event, is committed
-    # with the other mints' of the moment before the token is answered.
-    minted = await unit_of_work(rt, mint, writes=False)
-    await rt.audit_batches.write(minted.event)
-    agent_tokens.count_mint(minted)
+    minted = await minted_and_recorded(rt, mint)
     return MintResponse(
         token=minted.token,
         expires_at=minted.expires_at,

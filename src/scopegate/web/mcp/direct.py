@@ -23,7 +23,7 @@ from scopegate.services.caches import MISSING, BoundedCache
 from scopegate.services.errors import Forbidden, NotFound
 from scopegate.services.gate import InsufficientScope, Verdict
 from scopegate.services.mcp.api import ToolFailure
-from scopegate.web.api.agent import AGENT_TOKEN
+from scopegate.web.api.agent import AGENT_TOKEN, minted_and_recorded
 from scopegate.web.transactions import unit_of_work
 
 #: A cached agent token is renewed when it has less than this left.
@@ -64,9 +64,7 @@ class DirectBackend:
         token = None if renew else self._minted.get(key)
         if token is None:
             oa = await self._org_access(org)
-            minted = await unit_of_work(self._rt, lambda db: self._mint(db, oa), writes=False)
-            await self._rt.audit_batches.write(minted.event)
-            agent_tokens.count_mint(minted)
+            minted = await minted_and_recorded(self._rt, lambda db: self._mint(db, oa))
             token = minted.token
             self._minted.put(key, token, minted.claims.expires_at)
         return token
