@@ -263,3 +263,16 @@ class KeyRing:
         """Treat the ring as stale: the next use starts a background reload."""
         with self._lock:
             self._loaded_at = float("-inf")
+
+    def settle(self, timeout: float) -> bool:
+        """Wait for a background reload under way, if any (for scripts and tests that
+        need to know it is over; requests never wait here). ``False``: still running."""
+        with self._lock:
+            reloading = self._reloading
+        if reloading is None:
+            return True
+        try:
+            reloading.result(timeout=timeout)
+        except FutureTimeout:
+            return False
+        return True
